@@ -1,0 +1,88 @@
+"""A workspace folder (characters/, episodes/, renders/) and the rules for names inside it."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UnsafePathError
+
+HANDLE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+SLUG_RE = HANDLE_RE
+
+
+def check_handle(handle: str) -> str:
+    """Return ``handle`` if it is a lowercase slug; raise UnsafePathError otherwise."""
+    if not isinstance(handle, str) or not HANDLE_RE.fullmatch(handle):
+        raise UnsafePathError(
+            f"handle {handle!r} is not allowed: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return handle
+
+
+def inside(root: Path, path: Path) -> Path:
+    """Resolve ``path`` and refuse it unless it lies inside ``root``."""
+    root_r = root.resolve()
+    p = path.resolve()
+    if p != root_r and root_r not in p.parents:
+        raise UnsafePathError(f"path {str(path)!r} escapes the workspace {str(root_r)!r}")
+    return p
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str]) -> "Workspace":
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def characters(self) -> Path:
+        return self.root / "characters"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.characters / "registry.db"
+
+    @property
+    def episodes(self) -> Path:
+        return self.root / "episodes"
+
+    @property
+    def renders(self) -> Path:
+        return self.root / "renders"
+
+    def character_dir(self, handle: str) -> Path:
+        return inside(self.root, self.characters / check_handle(handle))
+
+    def series_dir(self, series: str) -> Path:
+        return inside(self.root, self.renders / check_handle(series))
+
+    def ensure(self) -> "Workspace":
+        for p in (self.characters, self.episodes, self.renders):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@contextmanager
+def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it over ``final`` only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if not tmp_path.exists() or tmp_path.stat().st_size == 0:
+            raise OSError(f"nothing was written to {final}")
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
