@@ -1,0 +1,149 @@
+"""SeriesSpec + registry → ShotPlan[]: resolved stills, characters, seeds, frame counts, conditioning."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from . import plugins
+from .errors import SpecError
+from .registry import Registry
+from .specs import CharacterRef, SeriesSpec, ShotPlan
+from .workspace import Workspace
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from any parts (series seed, shot id, take number)."""
+    h = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """Follow a pydantic error location through the composed YAML tree; return the deepest node found."""
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == key), None)
+            if nxt is None:
+                return node
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return node
+    return node
+
+
+def load_series(path: str | Path) -> SeriesSpec:
+    """Parse and validate a series spec; errors name the file, the field path and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"series spec not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpecError(f"{path}: YAML syntax error at {where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a series spec must be a mapping with `series:` and `episodes:`, got {type(data).__name__}")
+    try:
+        return SeriesSpec.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            node = _node_at(root, loc)
+            line = f"line {node.start_mark.line + 1}" if node is not None else "line ?"
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            value = err.get("input")
+            shown = f" (got {value!r})" if not isinstance(value, (dict, list)) and err["type"] != "missing" else ""
+            lines.append(f"{path}:{line[5:]}: {field}: {err['msg']}{shown}")
+        raise SpecError("invalid series spec:\n  " + "\n  ".join(lines)) from None
+
+
+def character_ref(reg: Registry, ws: Workspace, handle: str) -> CharacterRef:
+    row = reg.character(handle)
+    return CharacterRef(
+        handle=handle, name=row["name"], kind=row["kind"],
+        photos=[str(ws.root / p["path"]) for p in reg.photos(handle)],
+        adapters=[{"path": str(ws.root / a["path"]), "weight": a["weight"], "trigger": a["trigger"],
+                   "base": a["base"], "sha256": a["sha256"]} for a in reg.adapters(handle)],
+    )
+
+
+def plan_series(
+    spec: SeriesSpec,
+    spec_path: str | Path,
+    reg: Registry,
+    ws: Workspace,
+    *,
+    episodes: list[str] | None = None,
+) -> list[ShotPlan]:
+    """Resolve every shot of ``spec`` (or of the named episodes) into a ShotPlan.
+
+    Raises SpecError naming the shot when a still is missing, a character is not registered,
+    or the back-end cannot take the shot.
+    """
+    spec_dir = Path(spec_path).resolve().parent
+    backend_cls = plugins.backend_class(spec.backend)
+    known_eps = [e.id for e in spec.episodes]
+    for ep_id in episodes or []:
+        if ep_id not in known_eps:
+            raise SpecError(f"episode {ep_id!r} is not in {spec_path} (episodes: {', '.join(known_eps)})")
+    refs: dict[str, CharacterRef] = {}
+    plans: list[ShotPlan] = []
+    for ep in spec.episodes:
+        if episodes and ep.id not in episodes:
+            continue
+        for i, shot in enumerate(ep.shots):
+            where = f"episode {ep.id!r}, shot {shot.id!r}"
+            still = (spec_dir / shot.still).resolve()
+            if not still.is_file():
+                raise SpecError(f"{spec_path}: {where}: still not found: {still}")
+            for h in shot.characters:
+                if h not in refs:
+                    if not reg.has_character(h):
+                        known = ", ".join(c["handle"] for c in reg.characters()) or "none"
+                        raise SpecError(f"{spec_path}: {where}: unknown character {h!r} (registered: {known})")
+                    refs[h] = character_ref(reg, ws, h)
+            max_chars = backend_cls.max_characters
+            if max_chars is not None and len(shot.characters) > max_chars:
+                raise SpecError(f"{spec_path}: {where}: {len(shot.characters)} characters, but back-end "
+                                f"{spec.backend!r} supports at most {max_chars}")
+            chars = [refs[h] for h in shot.characters]
+            conditioning = ["still"]
+            if backend_cls.supports_lora:
+                conditioning += [f"lora:{c.handle}" for c in chars if c.adapters]
+            if backend_cls.supports_reference_images:
+                conditioning += [f"reference_images:{c.handle}" for c in chars if c.photos]
+            prompt = shot.prompt
+            triggers = [a["trigger"] for c in chars for a in c.adapters if a.get("trigger")] if backend_cls.supports_lora else []
+            for t in triggers:
+                if t not in prompt:
+                    prompt = f"{t} {prompt}".strip()
+            num_frames = max(1, round(shot.duration * spec.fps))
+            min_dur = shot.min_duration if shot.min_duration is not None else 0.6 * shot.duration
+            plans.append(ShotPlan(
+                series=spec.series, episode_id=ep.id, shot_id=shot.id, index=i, still=str(still),
+                characters=chars, prompt=prompt,
+                seed=shot.seed if shot.seed is not None else derive_seed(spec.seed, shot.id),
+                fps=spec.fps, width=spec.width, height=spec.height, num_frames=num_frames,
+                duration=num_frames / spec.fps, min_frames=max(1, round(min_dur * spec.fps)), bound=shot.bound,
+                backend=spec.backend, backend_options={**spec.backend_options, **shot.options},
+                conditioning=conditioning,
+            ))
+    return plans
+
+
+def take_plan(plan: ShotPlan, take: int) -> ShotPlan:
+    """The plan for take ``take`` (0 = first): same shot, a derived seed."""
+    if take == 0:
+        return plan
+    return plan.model_copy(update={"take": take, "seed": derive_seed(plan.seed, "take", take)})

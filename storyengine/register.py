@@ -1,0 +1,221 @@
+"""Photos → Character: load, gate, detect, embed, reject outliers, store (one transaction)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plugins
+from .encoders.base import Encoder, l2n
+from .errors import PhotoRejected, RegistryError
+from .images import grey, hamming, load_rgb, phash, sharpness
+from .registry import Registry, now
+from .settings import Settings
+from .workspace import Workspace, atomic_path, check_handle
+
+KINDS = ("person", "pet", "object", "drawn")
+MIN_SIDE = 64  # px, whole photo
+MIN_FACE = 60  # px, face box width
+MIN_SHARPNESS = 15.0  # Laplacian variance at 256 px, face region (people) or whole photo
+DUPLICATE_BITS = 4  # perceptual-hash distance at or under which two photos are the same picture
+
+
+@dataclass
+class Candidate:
+    source: Path
+    rgb: np.ndarray
+    sha256: str
+    phash: str
+    vectors: dict[str, tuple[np.ndarray, tuple[int, int, int, int], float]] = field(default_factory=dict)
+
+
+@dataclass
+class Registration:
+    handle: str
+    accepted: list[str]
+    rejected: list[str]  # one line per refused photo: file, gate, value
+
+
+def encoders_for(kind: str, settings: Settings) -> list[Encoder]:
+    names = settings.person_encoders if kind == "person" else settings.other_encoders
+    return [plugins.get_encoder(n) for n in names]
+
+
+def _face_vector(enc: Encoder, c: Candidate, face: int | None) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
+    dets = sorted(enc.embed(c.rgb), key=lambda d: d.box[0])
+    if not dets:
+        raise PhotoRejected(f"{c.source}: no face found ({enc.name})")
+    if face is not None:
+        if not 0 <= face < len(dets):
+            raise PhotoRejected(f"{c.source}: --face {face} asked, but {len(dets)} face(s) were found (0-{len(dets) - 1}, left to right)")
+        d = dets[face]
+    else:
+        by_area = sorted(dets, key=lambda d: d.area, reverse=True)
+        if len(by_area) > 1 and by_area[0].area < 2.0 * by_area[1].area:
+            boxes = "; ".join(f"{i}: {d.box}" for i, d in enumerate(dets))
+            raise PhotoRejected(f"{c.source}: {len(dets)} faces and no dominant one; pass --face N (left to right: {boxes})")
+        d = by_area[0]
+    w = d.box[2] - d.box[0]
+    if w < MIN_FACE:
+        raise PhotoRejected(f"{c.source}: face too small: {w} px wide (minimum {MIN_FACE})")
+    x0, y0, x1, y1 = d.box
+    sharp = sharpness(grey(c.rgb[y0:y1, x0:x1]))
+    if sharp < MIN_SHARPNESS:
+        raise PhotoRejected(f"{c.source}: too blurry: sharpness {sharp:.1f} (minimum {MIN_SHARPNESS})")
+    return d.vector, d.box, d.score
+
+
+def _subject_vector(enc: Encoder, c: Candidate) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
+    h, w = c.rgb.shape[:2]
+    box = (0, 0, w, h)
+    sharp = sharpness(grey(c.rgb))
+    if sharp < MIN_SHARPNESS:
+        raise PhotoRejected(f"{c.source}: too blurry: sharpness {sharp:.1f} (minimum {MIN_SHARPNESS})")
+    if hasattr(enc, "embed_region"):
+        return l2n(enc.embed_region(c.rgb, box)), box, 1.0
+    dets = enc.embed(c.rgb)
+    if not dets:
+        raise PhotoRejected(f"{c.source}: no subject found ({enc.name})")
+    d = max(dets, key=lambda d: d.area)
+    return d.vector, d.box, d.score
+
+
+def register_character(
+    reg: Registry,
+    ws: Workspace,
+    handle: str,
+    photos: list[Path],
+    *,
+    kind: str = "person",
+    name: str | None = None,
+    description: str = "",
+    consent: str = "",
+    licence: str = "",
+    face: int | None = None,
+    force: bool = False,
+    settings: Settings | None = None,
+) -> Registration:
+    """Register ``handle`` from ``photos`` (or add photos to it). Accepted photos land in one transaction.
+
+    Args:
+        reg, ws: the workspace's registry and folder.
+        handle: lowercase slug; a new character is created if it is not registered.
+        photos: image files; each passes the gates or is refused with one line.
+        kind: person | pet | object | drawn (people are embedded with face encoders).
+        face: which face (0-based, left to right) to use when a photo has several.
+        force: keep photos the outlier gate would refuse.
+    Raises:
+        RegistryError when no photo was accepted (nothing is stored then).
+    """
+    settings = settings or Settings()
+    check_handle(handle)
+    if kind not in KINDS:
+        raise RegistryError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    existing = reg.character(handle) if reg.has_character(handle) else None
+    if existing and existing["kind"] != kind:
+        kind = existing["kind"]
+    encoders = encoders_for(kind, settings)
+    known_hashes = reg.all_phashes()
+    rejected: list[str] = []
+    cands: list[Candidate] = []
+
+    # 1. Load and gate each photo on its own
+    for p in photos:
+        p = Path(p)
+        try:
+            rgb = load_rgb(p)
+            h, w = rgb.shape[:2]
+            if min(h, w) < MIN_SIDE:
+                raise PhotoRejected(f"{p}: too small: {w}x{h} (minimum {MIN_SIDE} px on the short side)")
+            sha = hashlib.sha256(p.read_bytes()).hexdigest()
+            ph = phash(rgb)
+            for k in known_hashes + [{"handle": handle, "source": str(c.source), "phash": c.phash} for c in cands]:
+                if k["phash"] and hamming(ph, k["phash"]) <= DUPLICATE_BITS:
+                    raise PhotoRejected(
+                        f"{p}: duplicate of {k['source']} (character {k['handle']!r}): perceptual-hash distance {hamming(ph, k['phash'])} bits")
+            c = Candidate(p, rgb, sha, ph)
+            for enc in encoders:
+                c.vectors[enc.key()] = _face_vector(enc, c, face) if enc.modality == "face" else _subject_vector(enc, c)
+            cands.append(c)
+        except PhotoRejected as e:
+            rejected.append(str(e))
+
+    # 2. Outliers: each photo against the centroid of all the others (registered ones included)
+    if len(cands) + (len(reg.photos(handle)) if existing else 0) >= 2:
+        for enc in encoders:
+            if enc.modality != "face":
+                continue
+            stored = [v.vector for v in reg.vectors(handle, enc.name)] if existing else []
+            vecs = [c.vectors[enc.key()][0] for c in cands]
+            keep: list[Candidate] = []
+            for i, c in enumerate(cands):
+                others = stored + [v for j, v in enumerate(vecs) if j != i]
+                if not others:
+                    keep.append(c)
+                    continue
+                dist = 1.0 - float(np.dot(l2n(np.mean(others, axis=0)), vecs[i]))
+                spread = max((1.0 - float(np.dot(l2n(np.mean([o for o in others if o is not x] or [x], axis=0)), x))) for x in others) if len(others) > 1 else 0.0
+                if dist > 1.0 - enc.same_bound and not force:
+                    rejected.append(
+                        f"{c.source}: looks like a different person: distance {dist:.2f}, the others are within "
+                        f"{spread:.2f} (bound {1.0 - enc.same_bound:.2f}, {enc.name}); use --force to keep it")
+                else:
+                    keep.append(c)
+            cands = keep
+
+    if not cands:
+        raise RegistryError(f"no photo of {handle!r} was registered:\n  " + "\n  ".join(rejected or ["no photos given"]))
+
+    # 3. Copy files by content hash (atomic), then write every row in one transaction
+    photo_dir = ws.character_dir(handle) / "photos"
+    written: list[Path] = []
+    try:
+        for c in cands:
+            dest = photo_dir / f"{c.sha256[:16]}{c.source.suffix.lower() or '.png'}"
+            if not dest.exists():
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(c.source, tmp)
+                written.append(dest)
+        with reg.transaction() as db:
+            if not existing:
+                db["characters"].insert({"handle": handle, "name": name or handle.capitalize(), "kind": kind,
+                                         "description": description, "consent": consent, "licence": licence,
+                                         "created_at": now()})
+            for c in cands:
+                dest = photo_dir / f"{c.sha256[:16]}{c.source.suffix.lower() or '.png'}"
+                h, w = c.rgb.shape[:2]
+                pid = db["photos"].insert({"handle": handle, "sha256": c.sha256, "path": str(dest.relative_to(ws.root)),
+                                           "source": c.source.name, "width": w, "height": h, "phash": c.phash,
+                                           "consent": consent, "licence": licence, "added_at": now()}).last_pk
+                for enc in encoders:
+                    vec, box, score = c.vectors[enc.key()]
+                    db["embeddings"].insert({"handle": handle, "photo_id": pid, "encoder": enc.name,
+                                             "encoder_version": enc.version, "licence": enc.licence, "dim": int(vec.size),
+                                             "box": json.dumps([int(v) for v in box]), "score": float(score),
+                                             "vector": np.asarray(vec, dtype=np.float32).tobytes(), "created_at": now()})
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    return Registration(handle, [str(c.source) for c in cands], rejected)
+
+
+def identity_stats(reg: Registry, handle: str) -> list[dict[str, Any]]:
+    """Per encoder: photos, centroid spread (max/mean distance of each photo to the centroid), pairwise min similarity."""
+    out = []
+    for enc_name, enc_version in reg.encoders_of(handle):
+        vecs = np.stack([v.vector for v in reg.vectors(handle, enc_name)])
+        centroid = l2n(vecs.mean(axis=0))
+        d = 1.0 - vecs @ centroid
+        sims = vecs @ vecs.T
+        iu = np.triu_indices(len(vecs), 1)
+        out.append({"encoder": enc_name, "version": enc_version, "vectors": len(vecs),
+                    "max_distance": float(d.max()), "mean_distance": float(d.mean()),
+                    "min_pairwise_similarity": float(sims[iu].min()) if len(vecs) > 1 else 1.0})
+    return out

@@ -1,0 +1,223 @@
+"""The workspace registry: characters, photos, identity vectors, adapters, runs, takes and scores.
+
+SQLite through sqlite-utils, schema changes as numbered migrations (``m001_…``) recorded in
+``_migrations``. Every multi-row write happens inside one transaction (``with reg.transaction():``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import sqlite_utils
+
+from .errors import RegistryError
+from .workspace import Workspace, check_handle
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- migrations
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.Database], None]:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["characters"].create(
+        {"handle": str, "name": str, "kind": str, "description": str, "consent": str, "licence": str, "created_at": str},
+        pk="handle",
+    )
+    db["photos"].create(
+        {"id": int, "handle": str, "sha256": str, "path": str, "source": str, "width": int, "height": int,
+         "phash": str, "consent": str, "licence": str, "added_at": str},
+        pk="id", foreign_keys=[("handle", "characters", "handle")],
+    )
+    db["photos"].create_index(["handle"])
+    db["photos"].create_index(["sha256"])
+    db["embeddings"].create(
+        {"id": int, "handle": str, "photo_id": int, "encoder": str, "encoder_version": str, "licence": str,
+         "dim": int, "box": str, "score": float, "vector": bytes, "created_at": str},
+        pk="id", foreign_keys=[("handle", "characters", "handle"), ("photo_id", "photos", "id")],
+    )
+    db["embeddings"].create_index(["handle", "encoder", "encoder_version"])
+    db["adapters"].create(
+        {"id": int, "handle": str, "path": str, "sha256": str, "base": str, "trigger": str, "weight": float,
+         "rank": int, "added_at": str},
+        pk="id", foreign_keys=[("handle", "characters", "handle")],
+    )
+    db["runs"].create(
+        {"id": int, "series": str, "spec_path": str, "backend": str, "settings": str, "started_at": str,
+         "finished_at": str, "status": str},
+        pk="id",
+    )
+    db["takes"].create(
+        {"id": int, "run_id": int, "series": str, "episode_id": str, "shot_id": str, "take": int, "seed": int,
+         "backend": str, "path": str, "num_frames": int, "fps": int, "mode": str, "decision": str, "reason": str,
+         "keep_start": int, "keep_end": int, "conditioning": str, "created_at": str},
+        pk="id", foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["takes"].create_index(["series", "shot_id"])
+    db["character_scores"].create(
+        {"id": int, "take_id": int, "handle": str, "encoder": str, "bound": float, "frames_scored": int,
+         "frames_missing": int, "frames_drifted": int, "mean": float, "min": float, "p5": float},
+        pk="id", foreign_keys=[("take_id", "takes", "id")],
+    )
+    db["frame_scores"].create(
+        {"take_id": int, "frame": int, "time": float, "handle": str, "encoder": str, "similarity": float,
+         "box": str, "drifted": int},
+        foreign_keys=[("take_id", "takes", "id")],
+    )
+    db["frame_scores"].create_index(["take_id"])
+    db["episodes"].create(
+        {"id": int, "run_id": int, "series": str, "episode_id": str, "path": str, "duration": float, "frames": int,
+         "shots_used": str, "shots_rejected": str, "created_at": str},
+        pk="id", foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations in order; return the names applied."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    done = {r["name"] for r in db["_migrations"].rows}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        with db.atomic():
+            fn(db)
+            db["_migrations"].insert({"name": fn.__name__, "applied_at": now()})
+        applied.append(fn.__name__)
+    return applied
+
+
+# ---------------------------------------------------------------- records
+@dataclass
+class StoredVector:
+    photo_id: int
+    encoder: str
+    encoder_version: str
+    vector: np.ndarray
+    box: tuple[int, int, int, int] | None
+
+
+class Registry:
+    """The registry of one workspace. Open with :meth:`open`; it migrates on open."""
+
+    def __init__(self, db: sqlite_utils.Database, workspace: Workspace | None = None) -> None:
+        self.db = db
+        self.workspace = workspace
+        db.execute("PRAGMA foreign_keys = ON")
+        migrate(db)
+
+    @classmethod
+    def open(cls, workspace: Workspace) -> "Registry":
+        workspace.characters.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(workspace.registry_path), timeout=30)
+        db = sqlite_utils.Database(conn)
+        db.enable_wal()
+        return cls(db, workspace)
+
+    @classmethod
+    def memory(cls) -> "Registry":
+        return cls(sqlite_utils.Database(memory=True))
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """All writes in the block land together or not at all."""
+        with self.db.atomic():
+            yield self.db
+
+    # ---- characters
+    def has_character(self, handle: str) -> bool:
+        return self.db["characters"].count_where("handle = ?", [handle]) > 0
+
+    def character(self, handle: str) -> dict[str, Any]:
+        """The character row; raises RegistryError naming the handle if it is not registered."""
+        check_handle(handle)
+        rows = list(self.db["characters"].rows_where("handle = ?", [handle]))
+        if not rows:
+            known = ", ".join(r["handle"] for r in self.db["characters"].rows) or "none"
+            raise RegistryError(f"unknown character {handle!r} (registered: {known})")
+        return rows[0]
+
+    def characters(self) -> list[dict[str, Any]]:
+        return list(self.db["characters"].rows_where(order_by="handle"))
+
+    def photos(self, handle: str) -> list[dict[str, Any]]:
+        return list(self.db["photos"].rows_where("handle = ?", [handle], order_by="id"))
+
+    def photo_by_sha(self, sha256: str) -> dict[str, Any] | None:
+        rows = list(self.db["photos"].rows_where("sha256 = ?", [sha256]))
+        return rows[0] if rows else None
+
+    def all_phashes(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select id, handle, source, phash from photos"))
+
+    def vectors(self, handle: str, encoder: str | None = None) -> list[StoredVector]:
+        where, args = "handle = ?", [handle]
+        if encoder:
+            where += " and encoder = ?"
+            args.append(encoder)
+        out = []
+        for r in self.db["embeddings"].rows_where(where, args, order_by="id"):
+            vec = np.frombuffer(r["vector"], dtype=np.float32).copy()
+            if vec.size != r["dim"]:
+                raise RegistryError(f"vector {r['id']} of {handle!r} has {vec.size} values, expected {r['dim']}")
+            out.append(StoredVector(r["photo_id"], r["encoder"], r["encoder_version"], vec,
+                                    tuple(json.loads(r["box"])) if r["box"] else None))
+        return out
+
+    def encoders_of(self, handle: str) -> list[tuple[str, str]]:
+        return [(r["encoder"], r["encoder_version"]) for r in self.db.query(
+            "select distinct encoder, encoder_version from embeddings where handle = ? order by encoder", [handle])]
+
+    def adapters(self, handle: str) -> list[dict[str, Any]]:
+        return list(self.db["adapters"].rows_where("handle = ?", [handle], order_by="id"))
+
+    # ---- runs and takes
+    def start_run(self, series: str, spec_path: str, backend: str, settings: dict[str, Any]) -> int:
+        with self.transaction():
+            return self.db["runs"].insert({
+                "series": series, "spec_path": spec_path, "backend": backend,
+                "settings": json.dumps(settings, default=str), "started_at": now(), "finished_at": None,
+                "status": "running"}).last_pk
+
+    def finish_run(self, run_id: int, status: str = "done") -> None:
+        with self.transaction():
+            self.db["runs"].update(run_id, {"finished_at": now(), "status": status})
+
+    def record_take(self, take: dict[str, Any], summaries: list[dict[str, Any]], frames: list[dict[str, Any]]) -> int:
+        """Store a take, its per-character summaries and per-frame scores in one transaction."""
+        with self.transaction():
+            take_id = self.db["takes"].insert({**take, "created_at": now()}).last_pk
+            self.db["character_scores"].insert_all([{**s, "take_id": take_id} for s in summaries])
+            self.db["frame_scores"].insert_all([{**f, "take_id": take_id} for f in frames], batch_size=1000)
+        return take_id
+
+    def record_episode(self, row: dict[str, Any]) -> int:
+        with self.transaction():
+            return self.db["episodes"].insert({**row, "created_at": now()}).last_pk
+
+    def latest_run(self, series: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from runs where series = ? order by id desc limit 1", [series]))
+        return rows[0] if rows else None
+
+    def series_names(self) -> list[str]:
+        return [r["series"] for r in self.db.query("select distinct series from runs order by series")]

@@ -1,0 +1,72 @@
+"""Settings: defaults in code, then ``storyengine.toml`` in the workspace, then ``STORYENGINE_*`` env vars, then CLI flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import StoryEngineError
+
+
+@dataclass(frozen=True)
+class Settings:
+    # checking
+    check_mode: str = "full"  # "full": every frame; "sampled": 16 evenly spaced frames
+    check_stride: int = 1  # in full mode, score every Nth frame
+    bound: float | None = None  # global override of the per-character acceptance bound
+    max_takes: int = 3  # takes per shot before a shot is rejected
+    unknown_run_limit: float = 1.0  # seconds without the character before that is its own finding
+    # encoders per character kind
+    person_encoders: tuple[str, ...] = ("dlib-face",)
+    other_encoders: tuple[str, ...] = ("appearance",)
+    # encoding
+    crf: int = 18
+    preset: str = "medium"
+    take_crf: int = 12
+    # registration
+    outlier_force: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, workspace: Path | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``<workspace>/storyengine.toml`` ([storyengine] table), then env, then ``overrides``."""
+        s = cls()
+        values: dict[str, Any] = {}
+        if workspace is not None:
+            toml_path = Path(workspace) / "storyengine.toml"
+            if toml_path.is_file():
+                try:
+                    data = tomllib.loads(toml_path.read_text())
+                except tomllib.TOMLDecodeError as e:
+                    raise StoryEngineError(f"{toml_path}: {e}") from None
+                values.update(data.get("storyengine", data))
+        for f in fields(cls):
+            env = os.environ.get(f"STORYENGINE_{f.name.upper()}")
+            if env is not None:
+                values[f.name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name: f for f in fields(cls)}
+        clean: dict[str, Any] = {}
+        for k, v in values.items():
+            if k not in known:
+                raise StoryEngineError(f"unknown setting {k!r}; known settings: {', '.join(sorted(known))}")
+            clean[k] = _coerce(k, v, getattr(s, k))
+        return replace(s, **clean)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, tuple):
+            return tuple(value) if isinstance(value, (list, tuple)) else tuple(x.strip() for x in str(value).split(",") if x.strip())
+        if name == "bound":
+            return None if value in (None, "", "none") else float(value)
+        return value
+    except (TypeError, ValueError):
+        raise StoryEngineError(f"setting {name!r} has an invalid value {value!r}") from None
