@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -181,18 +182,25 @@ def plan_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
 
 
 def _print_report(report: dict) -> None:
+    f = lambda v: "—" if v is None else f"{v:.3f}"
     for ep in report["episodes"]:
-        t = Table("shot", "character", "frames scored", "mean", "min", "p5", "bound", "takes", "verdict", "reason",
-                  title=f"{report['series']} / {ep['episode']}", show_lines=False)
+        t = Table(title=f"{report['series']} / {ep['episode']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        t.add_column("shot", no_wrap=True)
+        t.add_column("character", no_wrap=True)
+        for col in ("frames", "mean", "min", "p5", "bound", "takes"):
+            t.add_column(col, justify="right", no_wrap=True)
+        t.add_column("verdict", no_wrap=True)
         for sh in ep["shots"]:
             colour = {"accept": "green", "trim": "cyan", "reject": "red"}.get(sh["verdict"], "white")
             chars = sh["characters"] or [{"character": "—", "frames_scored": 0, "mean": None, "min": None, "p5": None, "bound": None}]
             for i, c in enumerate(chars):
-                f = lambda v: "—" if v is None else f"{v:.3f}"
                 t.add_row(sh["shot"] if i == 0 else "", c["character"], str(c["frames_scored"]), f(c["mean"]), f(c["min"]),
                           f(c["p5"]), f(c["bound"]), str(sh["takes"]) if i == 0 else "",
-                          f"[{colour}]{sh['verdict']}[/]" if i == 0 else "", sh["reason"] if i == 0 else "")
+                          f"[{colour}]{sh['verdict']}[/]" if i == 0 else "")
         console.print(t)
+        for sh in ep["shots"]:
+            if sh["verdict"] != "accept":
+                console.print(f"  {sh['shot']}: [bold]{sh['verdict']}[/] — {sh['reason']}", highlight=False)
 
 
 @app.command("render")

@@ -187,8 +187,9 @@ def decide(scores: list[FrameScore], refs: list[Reference], *, num_frames: int, 
             return Verdict(decision="trim", reason=f"{what}; kept frames {keep_start}-{keep_end - 1} "
                            f"({(keep_end - keep_start) / fps:.2f} s ≥ minimum {min_frames / fps:.2f} s){extra}",
                            keep_start=keep_start, keep_end=keep_end, summaries=summaries)
-        return Verdict(decision="reject", reason=f"{what}; the clean part ({max(0, keep_end - keep_start) / fps:.2f} s) "
-                       f"is shorter than the minimum {min_frames / fps:.2f} s{extra}",
+        clean = (f"; the clean part ({(keep_end - keep_start) / fps:.2f} s) is shorter than the minimum {min_frames / fps:.2f} s"
+                 if keep_end > keep_start else "")
+        return Verdict(decision="reject", reason=f"{what}{clean}{extra}",
                        keep_start=0, keep_end=0, summaries=summaries)
     return Verdict(decision="reject", reason=f"{what}{extra}", keep_start=0, keep_end=0, summaries=summaries)
 

@@ -109,10 +109,11 @@ class VideoWriter:
             raise MediaError(f"ffmpeg failed writing {self.path} (exit {rc}): {_tail(err)}")
 
 
-def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield the RGB uint8 frames of a video file one at a time.
 
     ``size`` (width, height) scales frames on decode; default is the file's own size.
+    ``max_frames`` stops decoding early. Closing the generator early stops ffmpeg cleanly.
     """
     path = Path(path)
     if not path.is_file():
@@ -123,22 +124,30 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None) -> Ite
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path)]
     if size:
         cmd += ["-vf", f"scale={w}:{h}:flags=bicubic"]
+    if max_frames is not None:
+        cmd += ["-frames:v", str(int(max_frames))]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     nbytes = w * h * 3
+    finished = False
     try:
         assert proc.stdout is not None
         while True:
             buf = proc.stdout.read(nbytes)
             if len(buf) < nbytes:
+                finished = True
                 break
             yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
     finally:
+        if not finished:
+            proc.kill()  # the consumer stopped early: not an error
         if proc.stdout:
             proc.stdout.close()
         err = proc.stderr.read() if proc.stderr else b""
+        if proc.stderr:
+            proc.stderr.close()
         rc = proc.wait()
-        if rc not in (0, -15) and err:
+        if finished and rc != 0:
             raise MediaError(f"ffmpeg failed decoding {path} (exit {rc}): {_tail(err)}")
 
 

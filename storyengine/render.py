@@ -43,6 +43,7 @@ class ShotOutcome:
     verdict: Verdict
     takes: int
     path: Path | None  # the take used in the episode (None when rejected)
+    last_path: Path | None = None  # the last take rendered (shown on the contact sheet when rejected)
 
 
 @dataclass
@@ -80,7 +81,6 @@ def render_shot(
     take_dir: Path, settings: Settings, reporter: Reporter,
 ) -> ShotOutcome:
     """Render takes of one shot until one is accepted (or trimmed) or the takes run out."""
-    best: tuple[Verdict, Path] | None = None
     last: Verdict | None = None
     for k in range(max(1, settings.max_takes)):
         p = take_plan(plan, k)
@@ -111,11 +111,10 @@ def render_shot(
         )
         last = verdict
         if verdict.decision in ("accept", "trim"):
-            best = (verdict, path)
-            return ShotOutcome(plan, verdict, k + 1, path)
+            return ShotOutcome(plan, verdict, k + 1, path, path)
     assert last is not None
     rejected = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {k + 1} take(s))"})
-    return ShotOutcome(plan, rejected, k + 1, None)
+    return ShotOutcome(plan, rejected, k + 1, None, path)
 
 
 def render_series(
@@ -170,14 +169,17 @@ def render_series(
                 reporter.update("series", done)
             # 3. Stitch the accepted takes
             segments = [Segment(path=r.path, start=r.verdict.keep_start, end=r.verdict.keep_end, label=r.plan.shot_id,
-                                verdict=r.verdict.decision) for r in results if r.path is not None]
+                                verdict=r.verdict.decision, ambience=next(sh.ambience for sh in ep.shots if sh.id == r.plan.shot_id))
+                        for r in results if r.path is not None]
             ep_path = out_dir / f"{ep.id}.mp4"
             sheet = out_dir / f"{ep.id}.png"
             reporter.start("stitch", f"{ep.id}: stitching", 1)
             info = stitch_episode(segments, ep_path, fps=spec.fps, width=spec.width, height=spec.height,
                                   title=ep.title or ep.id, title_duration=ep.title_duration, transition=ep.transition,
                                   ambience=ep.ambience, seed=spec.seed, crf=settings.crf, preset=settings.preset,
-                                  contact_sheet=sheet)
+                                  contact_sheet=sheet,
+                                  left_out=[Segment(path=r.last_path, label=r.plan.shot_id, verdict="reject", reason=r.verdict.reason)
+                                            for r in results if r.path is None and r.last_path is not None])
             reporter.done("stitch")
             used = [r.plan.shot_id for r in results if r.path is not None]
             rejected = [r.plan.shot_id for r in results if r.path is None]

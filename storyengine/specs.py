@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .workspace import HANDLE_RE, SLUG_RE
 
 
+AMBIENCES = ("carriage", "platform", "rain", "room")  # kept equal to storyengine.audio.AMBIENCES (tested)
+
+
+def _check_ambience(v: str) -> str:
+    if v not in AMBIENCES:
+        raise ValueError(f"unknown ambience {v!r}; available: {', '.join(AMBIENCES)}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +47,12 @@ class ShotSpec(_Strict):
     seed: int | None = Field(None, ge=0)
     bound: float | None = Field(None, ge=-1.0, le=1.0, description="Override of the acceptance bound for this shot.")
     options: dict[str, Any] = Field(default_factory=dict, description="Back-end options for this shot.")
+    ambience: str | None = Field(None, description="Ambience under this shot (default: the episode's).")
+
+    @field_validator("ambience")
+    @classmethod
+    def _ambience(cls, v: str | None) -> str | None:
+        return _check_ambience(v) if v is not None else v
 
     @field_validator("id")
     @classmethod
@@ -69,6 +84,11 @@ class EpisodeSpec(_Strict):
     id: str
     title: str = ""
     ambience: str = "carriage"
+
+    @field_validator("ambience")
+    @classmethod
+    def _ambience(cls, v: str) -> str:
+        return _check_ambience(v)
     transition: Transition = Field(default_factory=Transition)
     title_duration: float = Field(2.0, ge=0.0, le=10.0)
     shots: list[ShotSpec] = Field(min_length=1)

@@ -1,0 +1,114 @@
+"""The subway-diary demo: two recurring characters from bundled public-domain photos, a week of stills, a spec.
+
+Sources (nothing is committed; see docs/demo.md): the person is scikit-image's NASA portrait of
+Eileen Collins, the pet is scikit-image's Chelsea the cat, and the planted impostor (day 2 evening)
+is matplotlib's US Navy portrait of Grace Hopper. The checker must reject that shot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from .register import register_character
+from .registry import Registry
+from .settings import Settings
+from .workspace import Workspace, atomic_path
+
+SERIES = "subway-diary"
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+FRAMINGS = ["medium", "close", "wide", "close", "medium", "wide", "close"]
+IMPOSTOR_SHOT = "day-2-evening"
+PROMPTS = {
+    "morning": "morning commute: a weight shift, a breath, the smallest turn of the head",
+    "evening": "the ride home: tired eyes, a slow breath, the carriage sways",
+}
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> Path:
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+    return path
+
+
+def register_demo_characters(ws: Workspace, reg: Registry, settings: Settings) -> None:
+    """Register ``mara`` (person) and ``chelsea`` (pet) unless they are registered already."""
+    from .stills import demo_sources
+
+    src = demo_sources()
+    photo_dir = ws.root / "episodes" / "sources"
+    if not reg.has_character("mara"):
+        a = src["person"].image
+        portrait = a[:300, 40:440]  # above the suit patch (dlib sees a second "face" in it)
+        relit = np.clip(a[10:290, 70:410].astype(np.float32) * 0.85 + 18, 0, 255).astype(np.uint8)
+        photos = [
+            _save_png(photo_dir / "mara-1.png", np.ascontiguousarray(portrait)),
+            _save_png(photo_dir / "mara-2.png", np.ascontiguousarray(portrait[:, ::-1])),
+            _save_png(photo_dir / "mara-3.png", relit),
+        ]
+        register_character(reg, ws, "mara", photos, kind="person", name="Mara",
+                           description="A commuter on the morning line; played by the NASA portrait of Eileen Collins.",
+                           consent="public-domain portrait (NASA); demo use only", licence="public domain",
+                           settings=settings)
+    if not reg.has_character("chelsea"):
+        c = src["pet"].image
+        photos = [_save_png(photo_dir / "chelsea-1.png", np.ascontiguousarray(c)),
+                  _save_png(photo_dir / "chelsea-2.png", np.ascontiguousarray(c[:, ::-1]))]
+        register_character(reg, ws, "chelsea", photos, kind="pet", name="Chelsea",
+                           description="Mara's cat, who rides along in a carrier on some days.",
+                           consent="public-domain photo (scikit-image); demo use only", licence="public domain",
+                           settings=settings)
+
+
+def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, seconds: float) -> Path:
+    """Compose two stills a day and write ``episodes/subway-diary.yaml``; returns the spec path."""
+    from .stills import compose_still, demo_sources
+
+    src = demo_sources()
+    stills = ws.episodes / "stills"
+    episodes = []
+    for d in range(1, days + 1):
+        shots = []
+        for tod in ("morning", "evening"):
+            shot_id = f"day-{d}-{tod}"
+            impostor = shot_id == IMPOSTOR_SHOT
+            with_cat = (d + (tod == "evening")) % 2 == 0 and not impostor  # day 1 evening, day 2 morning, …
+            people = [src["impostor"] if impostor else src["person"]]
+            framing = FRAMINGS[(d - 1 + (tod == "evening") * 3) % len(FRAMINGS)]
+            out = stills / f"{shot_id}.png"
+            with atomic_path(out) as tmp:
+                compose_still(tmp, people=people, pet=src["pet"] if with_cat else None, time_of_day=tod,
+                              framing=framing, seed=100 * d + (tod == "evening"), size=(width, height))
+            shot = {"id": shot_id, "still": f"stills/{shot_id}.png",
+                    # the planted shot is *planned* as Mara but shows someone else: the checker must catch it
+                    "characters": ["mara", "chelsea"] if with_cat else ["mara"],
+                    "duration": seconds, "prompt": PROMPTS[tod]}
+            shots.append(shot)
+        episodes.append({"id": f"day-{d}", "title": f"Day {d} — {WEEKDAYS[d - 1]}", "ambience": "carriage",
+                         "transition": {"type": "crossfade", "duration": 0.75}, "shots": shots})
+    spec = {"series": SERIES, "title": "Subway Diary", "backend": "motion", "fps": 24, "width": width,
+            "height": height, "seed": 7, "episodes": episodes}
+    path = ws.episodes / f"{SERIES}.yaml"
+    header = ("# The subway diary: one episode a day, a morning and an evening shot each.\n"
+              f"# Written by `storyengine demo`. The shot {IMPOSTOR_SHOT} is planted: its still shows a\n"
+              "# different person in Mara's place, and the drift checker must leave it out.\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
+    return path
+
+
+def build_demo(ws: Workspace, *, days: int = 7, width: int = 640, height: int = 360, seconds: float = 4.0) -> Path:
+    """Prepare the demo workspace (characters, stills, spec); returns the spec path."""
+    if not 1 <= days <= 7:
+        raise ValueError(f"`days` must be 1-7, got {days}")
+    ws.ensure()
+    settings = Settings.load(ws.root)
+    reg = Registry.open(ws)
+    try:
+        register_demo_characters(ws, reg, settings)
+    finally:
+        reg.close()
+    return write_stills_and_spec(ws, days=days, width=width, height=height, seconds=seconds)
