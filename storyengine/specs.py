@@ -24,6 +24,12 @@ def _check_ambience(v: str) -> str:
     return v
 
 
+def _slug(v: str, what: str) -> str:
+    if not SLUG_RE.fullmatch(v):
+        raise ValueError(f"{what} {v!r} must be a lowercase slug (letters, digits, '-', '_')")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,10 +62,8 @@ class ShotSpec(_Strict):
 
     @field_validator("id")
     @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG_RE.fullmatch(v):
-            raise ValueError(f"shot id {v!r} must be a lowercase slug (letters, digits, '-', '_')")
-        return v
+    def _is_slug(cls, v: str) -> str:
+        return _slug(v, "shot id")
 
     @field_validator("characters")
     @classmethod
@@ -95,10 +99,8 @@ class EpisodeSpec(_Strict):
 
     @field_validator("id")
     @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG_RE.fullmatch(v):
-            raise ValueError(f"episode id {v!r} must be a lowercase slug (letters, digits, '-', '_')")
-        return v
+    def _is_slug(cls, v: str) -> str:
+        return _slug(v, "episode id")
 
 
 class SeriesSpec(_Strict):
@@ -116,10 +118,8 @@ class SeriesSpec(_Strict):
 
     @field_validator("series")
     @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG_RE.fullmatch(v):
-            raise ValueError(f"series name {v!r} must be a lowercase slug (letters, digits, '-', '_')")
-        return v
+    def _is_slug(cls, v: str) -> str:
+        return _slug(v, "series name")
 
     @field_validator("width", "height")
     @classmethod
