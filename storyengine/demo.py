@@ -55,8 +55,12 @@ def register_demo_characters(ws: Workspace, reg: Registry, settings: Settings) -
                            settings=settings)
     if not reg.has_character("chelsea"):
         c = src["pet"].image
+        # the appearance fallback is colour-sensitive: register her under lamp light too, as a creator
+        # would photograph a pet in both the rooms it appears in
+        lamp = np.clip(c[20:290, 25:425].astype(np.float32) * np.array([1.07, 1.0, 0.84]) * 0.9, 0, 255).astype(np.uint8)
         photos = [_save_png(photo_dir / "chelsea-1.png", np.ascontiguousarray(c)),
-                  _save_png(photo_dir / "chelsea-2.png", np.ascontiguousarray(c[:, ::-1]))]
+                  _save_png(photo_dir / "chelsea-2.png", np.ascontiguousarray(c[:, ::-1])),
+                  _save_png(photo_dir / "chelsea-3.png", np.ascontiguousarray(lamp))]
         register_character(reg, ws, "chelsea", photos, kind="pet", name="Chelsea",
                            description="Mara's cat, who rides along in a carrier on some days.",
                            consent="public-domain photo (scikit-image); demo use only", licence="public domain",
