@@ -282,6 +282,25 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
     console.print(f"verdict: [bold]{verdict.decision}[/] — {verdict.reason}", highlight=False)
 
 
+@app.command("verify")
+def verify_cmd(file: Path = typer.Argument(..., help="An MP4 (or image) to check for C2PA content credentials."),
+               trust_anchors: Optional[Path] = typer.Option(None, "--trust-anchors", help="PEM file of trusted root certificates."),
+               as_json: bool = typer.Option(False, "--json", help="Print the manifest summary as JSON.")) -> None:
+    """Print a file's C2PA manifest summary and validation state; exit 0 valid, 1 invalid, 2 missing."""
+    from .provenance import verify
+
+    try:
+        res = verify(file, trust_anchors=trust_anchors)
+    except StoryEngineError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
+    else:
+        for line in res.lines():
+            console.print(line, highlight=False, markup=False)
+    raise typer.Exit({"valid": 0, "invalid": 1}.get(res.state, 2))
+
+
 @app.command("demo")
 def demo_cmd(workspace: Path = typer.Option(Path("demo"), "--workspace", "-w", help="Demo workspace folder."),
              days: int = typer.Option(7, "--days", min=1, max=7, help="Days of the subway diary to render."),

@@ -76,6 +76,6 @@ def test_report_and_plan_commands(demo_ws):
 def test_every_command_has_help():
     for cmd in (["--help"], ["character", "--help"], ["character", "add", "--help"], ["character", "list", "--help"],
                 ["character", "show", "--help"], ["plan", "--help"], ["render", "--help"], ["report", "--help"],
-                ["check", "--help"], ["demo", "--help"]):
+                ["check", "--help"], ["verify", "--help"], ["demo", "--help"]):
         r = CliRunner().invoke(app, cmd)
         assert r.exit_code == 0 and "Usage" in r.output, cmd
