@@ -160,9 +160,9 @@ def render_series(
             ep_plans = [p for p in plans if p.episode_id == ep.id]
             results: list[ShotOutcome] = []
             for plan in ep_plans:
-                res = render_shot(plan.model_copy(update={"bound": plan.bound}), backend,
-                                  [r if plan.bound is None else Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in refs],
-                                  reg, run_id, out_dir / "takes" / plan.shot_id, settings, reporter)
+                shot_refs = refs if plan.bound is None else [
+                    Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in refs]
+                res = render_shot(plan, backend, shot_refs, reg, run_id, out_dir / "takes" / plan.shot_id, settings, reporter)
                 results.append(res)
                 outcome.shots.append(res)
                 done += 1
