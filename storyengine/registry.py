@@ -11,7 +11,6 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -94,7 +93,7 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
         db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
     done = {r["name"] for r in db["_migrations"].rows}
     applied = []
-    for fn in MIGRATIONS:
+    for fn in sorted(MIGRATIONS, key=lambda f: f.__name__):
         if fn.__name__ in done:
             continue
         with db.atomic():
