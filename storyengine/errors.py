@@ -31,3 +31,11 @@ class BackendError(StoryEngineError):
 
 class MediaError(StoryEngineError):
     """Reading or writing media failed (ffmpeg/ffprobe output is quoted in the message)."""
+
+
+class WorkspaceBusy(StoryEngineError):
+    """Another render holds the workspace lock; the message names its pid and command."""
+
+
+class OutputError(StoryEngineError):
+    """An output file cannot be written (disk full, unwritable folder); the message names the path."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UnsafePathError
+from .errors import OutputError, UnsafePathError
 
 HANDLE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 SLUG_RE = HANDLE_RE
@@ -70,19 +71,33 @@ class Workspace:
         return self
 
 
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 @contextmanager
 def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it over ``final`` only if the block succeeds."""
+    """Yield a temporary path beside ``final``; rename it over ``final`` only if the block succeeds.
+
+    Whatever happens in the block, no partial file is left under either name. Disk-full and
+    permission errors become OutputError naming ``final``.
+    """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix, dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix, dir=final.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write into {final.parent}: {e.strerror or e}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if not tmp_path.exists() or tmp_path.stat().st_size == 0:
-            raise OSError(f"nothing was written to {final}")
+            raise OutputError(f"nothing was written to {final}")
         os.replace(tmp_path, final)
+    except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise OutputError(f"cannot write {final}: {e.strerror} (disk full or over quota); nothing was kept") from None
+        raise OutputError(f"cannot write {final}: {e.strerror or e}") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -1,0 +1,162 @@
+"""Content-addressed take cache: a take is stored under the hash of everything that determines its frames.
+
+Layout (inside ``renders/<series>/cache/``)::
+
+    takes/<key>.mp4     the take as written (and signed) by the renderer
+    takes/<key>.json    what produced it (the key's inputs), its frame count, and the verdicts
+                        it received, each under the key of the check that produced it
+
+A take is written with temp file + rename and its ``.json`` only after its ``.mp4``: an entry
+whose ``.json`` exists is complete. A ``kill -9`` at any moment therefore leaves either a
+complete entry or a stray temp file (removed by :meth:`TakeCache.sweep`), never a partial take.
+
+The frame key covers: the resolved shot plan minus what only the checker or the stitcher reads
+(episode, position, minimum length, bound), the content hashes of the still, the character
+photos and adapters (not their paths), the back-end id, version, resolved options and model
+revision, and the take encoding settings. The check key covers the frame key plus the
+character references (vectors' hash), bounds and check settings, so a changed bound re-checks
+a cached take without regenerating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from .specs import ShotPlan
+from .workspace import atomic_path
+
+CACHE_VERSION = 1
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def digest(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj``."""
+    return hashlib.sha256(_canonical(obj)).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _file_sha(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a file (memoised on path, size and mtime)."""
+    st = os.stat(path)
+    return _file_sha(str(path), st.st_size, st.st_mtime_ns)
+
+
+def backend_identity(backend: Any, plan: ShotPlan) -> dict[str, Any]:
+    """What about the back-end determines frames: id, version, resolved options, model revision."""
+    ident = getattr(backend, "cache_identity", None)
+    if callable(ident):
+        return ident(plan)
+    try:
+        options = backend.options_for(plan).model_dump(mode="json")
+    except Exception:  # options are validated at generate time; the key must not fail first
+        options = plan.backend_options
+    return {"backend": getattr(backend, "backend_id", type(backend).__name__),
+            "version": getattr(backend, "version", "0"), "options": options}
+
+
+def take_key(plan: ShotPlan, backend: Any, *, take_crf: int) -> str:
+    """The frame key of a take: equal keys mean byte-identical frames."""
+    p = plan.model_dump(mode="json")
+    for k in ("episode_id", "index", "min_frames", "bound", "duration"):
+        p.pop(k, None)
+    p["still"] = file_sha256(plan.still)
+    p["characters"] = [
+        {"handle": c.handle, "kind": c.kind,
+         "photos": sorted(file_sha256(x) for x in c.photos if Path(x).is_file()),
+         "adapters": [{"sha256": a.get("sha256"), "weight": a.get("weight"), "trigger": a.get("trigger")} for a in c.adapters]}
+        for c in plan.characters
+    ]
+    return digest({"cache": CACHE_VERSION, "plan": p, "backend": backend_identity(backend, plan), "take_crf": take_crf})
+
+
+def check_key(frame_key: str, refs: Iterable[Any], settings: Any, plan: ShotPlan) -> str:
+    """The key of a verdict on a take: the frames plus the references and the check settings."""
+    r = [{"handle": x.handle, "encoder": x.encoder, "bound": x.bound,
+          "vectors": hashlib.sha256(b"".join(v.astype("float32").tobytes() for v in x.vectors)).hexdigest()}
+         for x in refs]
+    s = {k: getattr(settings, k, None) for k in ("check_mode", "check_stride", "unknown_run_limit", "bound")}
+    return digest({"frames": frame_key, "refs": r, "settings": s, "min_frames": plan.min_frames, "bound": plan.bound})
+
+
+@dataclass
+class CachedTake:
+    key: str
+    path: Path
+    meta: dict[str, Any]
+
+    def verdict(self, check: str) -> dict[str, Any] | None:
+        """The stored check result (verdict, summaries, frames) for check key ``check``, if any."""
+        return self.meta.get("checks", {}).get(check)
+
+
+class TakeCache:
+    """Takes by frame key under ``root`` (``renders/<series>/cache``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.takes = self.root / "takes"
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        if not (len(key) == 64 and all(c in "0123456789abcdef" for c in key)):
+            raise ValueError(f"not a cache key: {key!r}")
+        return self.takes / f"{key}.mp4", self.takes / f"{key}.json"
+
+    def get(self, key: str) -> CachedTake | None:
+        """The complete entry for ``key``, or None (a half-written or damaged entry counts as absent)."""
+        mp4, meta = self._paths(key)
+        if not (mp4.is_file() and meta.is_file()):
+            return None
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return None
+        if data.get("size") != mp4.stat().st_size:
+            return None
+        return CachedTake(key, mp4, data)
+
+    def path_for(self, key: str) -> Path:
+        return self._paths(key)[0]
+
+    def put(self, key: str, written: Path, meta: dict[str, Any]) -> CachedTake:
+        """Record a take already written (atomically) at ``path_for(key)``; the metadata lands last."""
+        mp4, meta_path = self._paths(key)
+        if Path(written) != mp4:
+            os.replace(written, mp4)
+        data = {**meta, "key": key, "size": mp4.stat().st_size, "checks": meta.get("checks", {})}
+        with atomic_path(meta_path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, default=str))
+        return CachedTake(key, mp4, data)
+
+    def add_check(self, entry: CachedTake, check: str, result: dict[str, Any]) -> None:
+        """Store a verdict for ``entry`` under check key ``check`` (atomic rewrite of the metadata)."""
+        entry.meta.setdefault("checks", {})[check] = result
+        _, meta_path = self._paths(entry.key)
+        with atomic_path(meta_path) as tmp:
+            tmp.write_text(json.dumps(entry.meta, indent=1, default=str))
+
+    def sweep(self) -> int:
+        """Remove temp files left by an interrupted write; return how many."""
+        n = 0
+        if self.takes.is_dir():
+            for p in self.takes.iterdir():
+                if p.name.startswith("."):
+                    p.unlink(missing_ok=True)
+                    n += 1
+        return n
