@@ -88,7 +88,8 @@ def take_key(plan: ShotPlan, backend: Any, *, take_crf: int) -> str:
 
 def check_key(frame_key: str, refs: Iterable[Any], settings: Any, plan: ShotPlan) -> str:
     """The key of a verdict on a take: the frames plus the references and the check settings."""
-    r = [{"handle": x.handle, "encoder": x.encoder, "bound": x.bound,
+    r = [{"handle": x.handle, "encoder": getattr(x.encoder, "name", x.encoder),
+          "encoder_version": getattr(x.encoder, "version", ""), "bound": x.bound,
           "vectors": hashlib.sha256(b"".join(v.astype("float32").tobytes() for v in x.vectors)).hexdigest()}
          for x in refs]
     s = {k: getattr(settings, k, None) for k in ("check_mode", "check_stride", "unknown_run_limit", "bound")}

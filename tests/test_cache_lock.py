@@ -84,6 +84,10 @@ def test_check_key_changes_with_bound_not_with_episode(files):
     still, photo = files
     v = np.ones((2, 4), np.float32)
     ref = Reference("mara", "dlib-face", v, v.mean(0), 0.9, "test")
+    class Enc:
+        name, version = "dlib-face", "1"
+    assert check_key("f" * 64, [Reference("mara", Enc(), v, v.mean(0), 0.9, "t")], Settings(), _plan(still, photo)) == \
+        check_key("f" * 64, [Reference("mara", Enc(), v, v.mean(0), 0.9, "t")], Settings(), _plan(still, photo))
     s = Settings()
     k = check_key("f" * 64, [ref], s, _plan(still, photo))
     assert check_key("f" * 64, [ref], s, _plan(still, photo, episode_id="x")) == k
