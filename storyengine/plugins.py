@@ -11,6 +11,7 @@ Built-ins are listed here too so a source checkout that was never pip-installed 
 from __future__ import annotations
 
 import importlib
+import json
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -69,11 +70,29 @@ def backend_class(name: str) -> type:
     return _load(refs[name])
 
 
-_ENCODER_CACHE: dict[str, Any] = {}
+_ENCODER_CACHE: dict[tuple[str, str], Any] = {}
 
 
-def get_encoder(name: str) -> Any:
-    """Return a shared instance of encoder ``name`` (models load once per process)."""
-    if name not in _ENCODER_CACHE:
-        _ENCODER_CACHE[name] = encoder_class(name)()
-    return _ENCODER_CACHE[name]
+def encoder_config(name: str, settings: Any = None) -> dict[str, Any]:
+    """The constructor arguments ``settings`` gives encoder ``name`` (its ``settings_kwargs``)."""
+    cls = encoder_class(name)
+    if settings is None:
+        from .settings import Settings
+
+        settings = Settings.load()  # defaults + STORYENGINE_* env
+    hook = getattr(cls, "settings_kwargs", None)
+    return dict(hook(settings)) if hook else {}
+
+
+def get_encoder(name: str, settings: Any = None) -> Any:
+    """Return a shared instance of encoder ``name`` configured by ``settings`` (models load once per config).
+
+    ``settings`` (a ``Settings``) picks weights: ``clip_model``/``clip_pretrained`` for clip,
+    ``arcface_pack``/``arcface_root`` for arcface. Without it, defaults and ``STORYENGINE_*`` env apply.
+    Instances are cached per (name, configuration), so two configurations of one encoder coexist.
+    """
+    kwargs = encoder_config(name, settings)
+    key = (name, json.dumps(kwargs, sort_keys=True, default=str))
+    if key not in _ENCODER_CACHE:
+        _ENCODER_CACHE[key] = encoder_class(name)(**kwargs)
+    return _ENCODER_CACHE[key]

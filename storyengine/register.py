@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlite_utils
 
 from . import plugins
 from .encoders.base import Encoder, l2n
-from .errors import PhotoRejected, RegistryError
+from .errors import PhotoRejected, RegistryError, StoryEngineError
 from .images import grey, hamming, load_rgb, phash, sharpness
 from .registry import Registry, now
 from .settings import Settings
@@ -44,14 +45,42 @@ class Registration:
 
 def encoders_for(kind: str, settings: Settings) -> list[Encoder]:
     names = settings.person_encoders if kind == "person" else settings.other_encoders
-    return [plugins.get_encoder(n) for n in names]
+    return [plugins.get_encoder(n, settings) for n in names]
 
 
-def _face_vector(enc: Encoder, c: Candidate, face: int | None) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def face_candidates(path: Path, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Faces the first person encoder finds in ``path``, left to right: the indices ``--face N`` takes.
+
+    Nothing is stored: this is what ``character show HANDLE --candidates PHOTO`` prints for a photo
+    refused with "several faces".
+    """
+    settings = settings or Settings()
+    enc = next((e for e in encoders_for("person", settings) if e.modality == "face"), None)
+    if enc is None:
+        raise RegistryError(f"no face encoder among person_encoders {settings.person_encoders}")
+    rgb = load_rgb(path)
+    dets = sorted(enc.embed(rgb), key=lambda d: d.box[0])
+    return [{"index": i, "box": list(d.box), "width": d.box[2] - d.box[0], "height": d.box[3] - d.box[1],
+             "score": round(float(d.score), 3), "encoder": enc.name} for i, d in enumerate(dets)]
+
+
+def _face_vector(enc: Encoder, c: Candidate, face: int | None,
+                 prefer: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
     dets = sorted(enc.embed(c.rgb), key=lambda d: d.box[0])
     if not dets:
         raise PhotoRejected(f"{c.source}: no face found ({enc.name})")
-    if face is not None:
+    best = max(dets, key=lambda d: _iou(d.box, prefer)) if prefer is not None else None
+    if best is not None and _iou(best.box, prefer) >= 0.3:
+        d = best  # the face another encoder already registered for this photo
+    elif face is not None:
         if not 0 <= face < len(dets):
             raise PhotoRejected(f"{c.source}: --face {face} asked, but {len(dets)} face(s) were found (0-{len(dets) - 1}, left to right)")
         d = dets[face]
@@ -146,12 +175,13 @@ def register_character(
         except PhotoRejected as e:
             rejected.append(str(e))
 
-    # 2. Outliers: each photo against the centroid of all the others (registered ones included)
+    # 2. Outliers: each photo against the centroid of all the others (registered ones included),
+    #    for face encoders (appearance encoders vary too much with pose and light to gate on).
     if len(cands) + (len(reg.photos(handle)) if existing else 0) >= 2:
         for enc in encoders:
             if enc.modality != "face":
                 continue
-            stored = [v.vector for v in reg.vectors(handle, enc.name)] if existing else []
+            stored = [v.vector for v in reg.vectors(handle, enc.name, enc.version)] if existing else []
             vecs = [c.vectors[enc.key()][0] for c in cands]
             keep: list[Candidate] = []
             for i, c in enumerate(cands):
@@ -159,12 +189,14 @@ def register_character(
                 if not others:
                     keep.append(c)
                     continue
-                dist = 1.0 - float(np.dot(l2n(np.mean(others, axis=0)), vecs[i]))
-                spread = max((1.0 - float(np.dot(l2n(np.mean([o for o in others if o is not x] or [x], axis=0)), x))) for x in others) if len(others) > 1 else 0.0
-                if dist > 1.0 - enc.same_bound and not force:
+                centre = l2n(np.mean(others, axis=0))
+                dist = 1.0 - float(np.dot(centre, vecs[i]))
+                spread = max(1.0 - float(np.dot(centre, o)) for o in others)
+                limit = 1.0 - enc.same_bound
+                if dist > limit and not force:
                     rejected.append(
                         f"{c.source}: looks like a different person: distance {dist:.2f}, the others are within "
-                        f"{spread:.2f} (bound {1.0 - enc.same_bound:.2f}, {enc.name}); use --force to keep it")
+                        f"{spread:.2f} (bound {limit:.2f}, {enc.name}); use --force to keep it")
                 else:
                     keep.append(c)
             cands = keep
@@ -199,6 +231,7 @@ def register_character(
                                              "encoder_version": enc.version, "licence": enc.licence, "dim": int(vec.size),
                                              "box": json.dumps([int(v) for v in box]), "score": float(score),
                                              "vector": np.asarray(vec, dtype=np.float32).tobytes(), "created_at": now()})
+            refresh_identity(db, handle)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
@@ -206,16 +239,39 @@ def register_character(
     return Registration(handle, [str(c.source) for c in cands], rejected)
 
 
-def identity_stats(reg: Registry, handle: str) -> list[dict[str, Any]]:
-    """Per encoder: photos, centroid spread (max/mean distance of each photo to the centroid), pairwise min similarity."""
-    out = []
-    for enc_name, enc_version in reg.encoders_of(handle):
-        vecs = np.stack([v.vector for v in reg.vectors(handle, enc_name)])
-        centroid = l2n(vecs.mean(axis=0))
-        d = 1.0 - vecs @ centroid
-        sims = vecs @ vecs.T
-        iu = np.triu_indices(len(vecs), 1)
-        out.append({"encoder": enc_name, "version": enc_version, "vectors": len(vecs),
-                    "max_distance": float(d.max()), "mean_distance": float(d.mean()),
-                    "min_pairwise_similarity": float(sims[iu].min()) if len(vecs) > 1 else 1.0})
-    return out
+def _bound(encoder_name: str, vecs: np.ndarray) -> tuple[float | None, str]:
+    """consistency.derive_bound with the encoder's class (its bounds are class attributes: no model load)."""
+    from .consistency import derive_bound
+
+    try:
+        cls = plugins.encoder_class(encoder_name)
+    except StoryEngineError:
+        return None, f"encoder {encoder_name!r} is not installed here"
+    return derive_bound(cls, vecs)
+
+
+def refresh_identity(db: sqlite_utils.Database, handle: str) -> list[dict[str, Any]]:
+    """Recompute ``handle``'s identity statistics from its stored vectors; call inside the write's transaction.
+
+    Per (encoder, encoder_version): n, centroid (L2-normalised mean), max and mean pairwise cosine
+    distance among the character's own photos, and the acceptance bound from
+    ``consistency.derive_bound`` (encoder same/different gap + own spread).
+    """
+    db["identity"].delete_where("handle = ?", [handle])
+    groups: dict[tuple[str, str], list[np.ndarray]] = {}
+    for r in db.query("select encoder, encoder_version, vector from embeddings where handle = ? order by id", [handle]):
+        groups.setdefault((r["encoder"], r["encoder_version"]), []).append(l2n(np.frombuffer(r["vector"], np.float32)))
+    rows = []
+    for (enc_name, version), vs in sorted(groups.items()):
+        vecs = np.stack(vs)
+        dist = 1.0 - vecs @ vecs.T
+        pairs = dist[np.triu_indices(len(vecs), 1)]
+        bound, source = _bound(enc_name, vecs)
+        rows.append({"handle": handle, "encoder": enc_name, "encoder_version": version, "n": len(vecs),
+                     "dim": int(vecs.shape[1]), "centroid": l2n(vecs.mean(axis=0)).astype(np.float32).tobytes(),
+                     "max_distance": float(pairs.max()) if pairs.size else 0.0,
+                     "mean_distance": float(pairs.mean()) if pairs.size else 0.0,
+                     "bound": bound, "bound_source": source, "updated_at": now()})
+    if rows:
+        db["identity"].insert_all(rows)
+    return rows

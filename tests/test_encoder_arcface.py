@@ -38,10 +38,12 @@ def frame_with_face(x: int = 256, y: int = 128, seed: int = 0) -> np.ndarray:
     return img
 
 
-def test_loads_through_insightface_model_zoo(enc):
+def test_loads_through_insightface_model_zoo(enc, root):
     assert type(enc.detector).__name__ == "SCRFD" and enc.detector.use_kps and enc.detector.fmc == 3
     assert type(enc.recogniser).__name__ == "ArcFaceONNX" and tuple(enc.recogniser.input_size) == (112, 112)
-    assert enc.key() == "arcface@1/buffalo_l"
+    from storyengine.encoders.base import file_digest
+
+    assert enc.key() == f"arcface@1+buffalo_l/sha256:{file_digest(root / 'models' / 'buffalo_l' / 'w600k_r50.onnx')}"
     assert enc.dim == 512 and enc.modality == "face"
     assert "non-commercial" in enc.licence
 
@@ -125,3 +127,20 @@ def test_swapped_files_are_refused(tmp_path):
     make_arcface(folder / "w600k_r50.onnx")
     with pytest.raises(EncoderError, match="expected the detection model"):
         ArcFaceEncoder(root=tmp_path)
+
+
+def test_settings_pick_root_and_pack_and_weights_are_in_the_version(root, tmp_path, monkeypatch):
+    from storyengine import plugins
+    from storyengine.settings import Settings
+
+    make_pack(tmp_path, pack="antelopev2", det="scrfd_10g_bnkps.onnx", rec="glintr100.onnx")
+    a = plugins.get_encoder("arcface", Settings(arcface_root=str(root)))
+    b = plugins.get_encoder("arcface", Settings(arcface_root=str(tmp_path), arcface_pack="antelopev2"))
+    assert a.version.startswith("1+buffalo_l/sha256:") and b.version.startswith("1+antelopev2/sha256:")
+    monkeypatch.setenv("STORYENGINE_ARCFACE_ROOT", str(root))
+    assert plugins.get_encoder("arcface") is a  # env reaches get_encoder(name) too
+    with pytest.raises(EncoderError) as e:
+        plugins.get_encoder("arcface", Settings(arcface_root=str(tmp_path / "empty")))
+    msg = str(e.value)
+    assert f"put det_10g.onnx and w600k_r50.onnx in {tmp_path / 'empty' / 'models' / 'buffalo_l'}/" in msg
+    assert "non-commercial research" in msg

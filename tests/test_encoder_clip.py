@@ -85,7 +85,10 @@ def test_safetensors_round_trip_through_real_loader(tiny_name, tiny, enc, tmp_pa
     path = tmp_path / "tiny.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in tiny[0].state_dict().items()}, str(path))
     loaded = ClipEncoder(model_name=tiny_name, pretrained=str(path))
-    assert loaded.key() == f"clip@1/{tiny_name}/file:tiny.safetensors"
+    from storyengine.encoders.base import file_digest
+
+    assert loaded.key() == f"clip@1+{tiny_name}/sha256:{file_digest(path)}"  # the weights are part of the key
+    assert enc.version.startswith("1+ViT-B-32/custom:")  # in-memory weights: digest of the state dict
     img = frame(3)
     full = (0, 0, 640, 360)
     np.testing.assert_allclose(loaded.embed_region(img, full), enc.embed_region(img, full), atol=1e-5)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -59,3 +61,17 @@ class Encoder:
 
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @classmethod
+    def settings_kwargs(cls, settings: Any) -> dict[str, Any]:
+        """Constructor arguments taken from ``Settings`` (weights, model pack); none by default."""
+        return {}
+
+
+def file_digest(path: str | Path, chars: int = 12) -> str:
+    """First ``chars`` hex digits of a file's sha256 (streamed): the identity of a weights file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:chars]

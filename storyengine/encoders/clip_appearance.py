@@ -26,7 +26,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ..errors import EncoderError
-from .base import Detection, Encoder
+from .base import Detection, Encoder, file_digest
 from .windows import SCALES, Box, candidate_windows, clip_box
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -102,7 +102,7 @@ def load_open_clip(
         if not path.is_file():
             raise EncoderError(f"CLIP weights file {path} does not exist")
         check_safe_weights(path)
-        source, weights_id = str(path), f"file:{path.name}"
+        source, weights_id = str(path), f"sha256:{file_digest(path)}"
     else:
         # 1b. A pretrained tag: hub download, or the cached file when offline
         cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
@@ -139,11 +139,22 @@ def load_open_clip(
     return model, preprocess, weights_id
 
 
+def _state_digest(model: Any) -> str:
+    """sha256[:12] over a model's state dict (names and bytes): the identity of weights given in memory."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 class ClipEncoder(Encoder):
     name: ClassVar[str] = "clip"
-    # The key carries model and weights (instance version "1/<model>/<weights>"): vectors of
-    # different CLIP weights are not comparable.
-    version: ClassVar[str] = f"1/{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}"
+    # The key carries model and weights (instance version "1+<model>/<tag | sha256:<12 hex>>"):
+    # vectors of different CLIP weights are never compared.
+    version: ClassVar[str] = f"1+{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}"
     licence: ClassVar[str] = "code: MIT (open_clip); weights: per checkpoint (OpenAI CLIP and LAION open_clip: MIT)"
     dim: ClassVar[int] = 512  # ViT-B-32; instances set the loaded model's embed dim
     modality: ClassVar[str] = "appearance"
@@ -184,17 +195,21 @@ class ClipEncoder(Encoder):
         if model is None:
             model, preprocess, weights_id = load_open_clip(model_name, pretrained, cache_dir)
         else:
-            weights_id = "custom"
+            weights_id = f"custom:{_state_digest(model)}"
         self._torch = torch
         self.model = model.to(device).eval()
         self.preprocess = preprocess
         self.device = device
         self.batch_size = int(batch_size)
         self.scales = tuple(scales)
-        self.version = f"1/{model_name}/{weights_id}"  # type: ignore[misc]
+        self.version = f"1+{model_name}/{weights_id}"  # type: ignore[misc]
         self.dim = int(self._embed_dim())  # type: ignore[misc]
         mean = getattr(getattr(model, "visual", None), "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
         self._pad = tuple(int(round(255 * m)) for m in mean)
+
+    @classmethod
+    def settings_kwargs(cls, settings: Any) -> dict[str, Any]:
+        return {"model_name": settings.clip_model, "pretrained": settings.clip_pretrained}
 
     def _embed_dim(self) -> int:
         visual = self.model.visual

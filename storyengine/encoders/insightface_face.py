@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ..errors import EncoderError
-from .base import Detection, Encoder, l2n
+from .base import Detection, Encoder, file_digest, l2n
 
 # pack -> (detection model file, recognition model file). Landmark / gender-age models in the
 # packs are not needed: SCRFD already gives the 5 keypoints that norm_crop aligns with.
@@ -56,16 +56,17 @@ def pack_files(pack: str, root: Path) -> tuple[Path, Path]:
     raise EncoderError(
         f"the arcface encoder needs insightface's {pack!r} pack: put {det_name} and {rec_name} "
         f"in {folder}/ (folder {state}). storyengine never downloads them: take them from "
-        f"insightface's {pack}.zip release. Set STORYENGINE_INSIGHTFACE_ROOT to use another root "
-        f"than {root}. Note: {LICENCE_NOTE}."
+        f"insightface's {pack}.zip release. Set arcface_root in storyengine.toml (or STORYENGINE_ARCFACE_ROOT, "
+        f"or STORYENGINE_INSIGHTFACE_ROOT) to use another root than {root}; arcface_pack picks the pack. Note: {LICENCE_NOTE}."
     )
 
 
 class ArcFaceEncoder(Encoder):
     name: ClassVar[str] = "arcface"
-    # The key carries the pack: vectors of buffalo_l (w600k_r50) and antelopev2 (glintr100) are
-    # not comparable. __init__ sets the instance's version to "1/<pack>".
-    version: ClassVar[str] = "1/buffalo_l"
+    # The key carries the pack and the recogniser's file: vectors of buffalo_l (w600k_r50) and
+    # antelopev2 (glintr100), or of a replaced .onnx, are never compared. __init__ sets the
+    # instance's version to "1+<pack>/sha256:<first 12 hex of the recognition model>".
+    version: ClassVar[str] = "1+buffalo_l"
     licence: ClassVar[str] = "code: MIT (insightface); model packs: non-commercial research only (InsightFace)"
     dim: ClassVar[int] = 512
     modality: ClassVar[str] = "face"
@@ -103,7 +104,7 @@ class ArcFaceEncoder(Encoder):
         except ImportError as e:  # pragma: no cover
             raise EncoderError(f"the arcface encoder needs `pip install insightface onnxruntime`: {e}") from None
         self.pack = pack
-        self.version = f"1/{pack}"  # type: ignore[misc]  # per-instance key, see class comment
+        self.version = f"1+{pack}/sha256:{file_digest(rec_path)}"  # type: ignore[misc]  # see class comment
         self.det_size = (int(det_size[0]), int(det_size[1]))
         self.min_face = int(min_face)
         provs = list(providers) if providers is not None else ["CPUExecutionProvider"]
@@ -119,6 +120,10 @@ class ArcFaceEncoder(Encoder):
         out = self.recogniser.output_shape[-1]
         if out != self.dim:
             raise EncoderError(f"recognition model {rec_path} outputs {out}-d vectors, expected {self.dim}")
+
+    @classmethod
+    def settings_kwargs(cls, settings: Any) -> dict[str, Any]:
+        return {"pack": settings.arcface_pack, "root": settings.arcface_root or None}
 
     @staticmethod
     def _load(model_zoo: Any, path: Path, providers: list[Any], task: str) -> Any:
