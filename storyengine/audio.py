@@ -256,6 +256,41 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return (data.reshape(-1, ch).astype(np.float32) / 32768.0), sr
 
 
+def load_file(path: str | Path, seconds: float, sample_rate: int = 48000) -> np.ndarray:
+    """A user's sound file (anything ffmpeg reads) as float32 stereo, exactly ``seconds`` long.
+
+    A shorter file is looped with a 50 ms equal-power seam; the result is brought to
+    :data:`BED_LUFS` so it sits like an ambience bed. MediaError names the file if ffmpeg cannot read it.
+    """
+    import subprocess
+
+    from .errors import MediaError
+    from .media import ffmpeg_exe
+
+    path = Path(path)
+    n = max(0, int(round(seconds * sample_rate)))
+    if not path.is_file():
+        raise MediaError(f"audio file not found: {path}")
+    cmd = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-t", f"{seconds + 0.1:.3f}", "-f", "f32le",
+           "-ac", "2", "-ar", str(sample_rate), "-"]
+    res = subprocess.run(cmd, capture_output=True)
+    if res.returncode != 0:
+        raise MediaError(f"cannot read audio {path}: {res.stderr.decode('utf-8', 'replace')[-600:].strip()}")
+    x = np.frombuffer(res.stdout, "<f4").reshape(-1, 2).copy()
+    if x.shape[0] == 0:
+        raise MediaError(f"audio file {path} has no audio samples")
+    if x.shape[0] < n:
+        seam = min(int(0.05 * sample_rate), x.shape[0] // 2)
+        out = x
+        while out.shape[0] < n:
+            out = crossfade(out, x, seam / sample_rate, sample_rate) if seam > 0 else np.concatenate([out, x])
+        x = out
+    x = x[:n]
+    if n and loudness(x, sample_rate) > -70:
+        x = normalize(x, sample_rate, BED_LUFS, CEILING_DBFS)
+    return x.astype(np.float32)
+
+
 # ---------------------------------------------------------------------------
 # Synthesis helpers
 # ---------------------------------------------------------------------------

@@ -1,23 +1,30 @@
-"""Stitch accepted takes into an episode: title card, transitions, ambience bed, contact sheet.
+"""Stitch accepted takes into an episode: title and end cards, a transition per cut (optionally on
+beats), captions, the disclosure label, finishing (grade, LUT, upscale), an ambience or user sound
+bed, and a contact sheet.
 
 Frames are streamed: each take is decoded with ``media.iter_frames`` and written with
-``media.VideoWriter``; only the frames of one transition overlap are held at a time.
+``media.VideoWriter``; only the frames of one transition overlap are held at a time. When nothing
+needs a new picture (hard cuts only, no overlay, no finishing, takes already in the episode's
+format) the takes are joined without re-encoding (ffmpeg's concat demuxer, ``-c copy``).
 """
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from collections import deque
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from . import audio, media
-from .specs import Transition
+from . import audio, captions as _captions, media
+from .errors import MediaError
+from .finishing import Finisher
+from .specs import Caption, EndCard, Grade, Transition
+from .transitions import Join, snap_to_beats, starts_of
 from .workspace import atomic_path
 
 SAMPLE_RATE = 48000
@@ -25,6 +32,8 @@ AUDIO_CUT_XFADE = 0.25  # seconds of equal-power crossfade where the bed changes
 EDGE_FADE = 0.5  # seconds of fade from black at the start and to black at the end
 
 Progress = Callable[[int, int], None]
+
+_font = _captions.font
 
 
 @dataclass
@@ -38,13 +47,18 @@ class Segment:
     verdict: str = "accept"
     ambience: str | None = None
     reason: str = ""  # shown on the contact sheet for shots left out of the episode
+    transition: Transition | None = None  # the cut into this shot (default: the episode's)
+    captions: list[Caption] = field(default_factory=list)
+    audio: Path | None = None  # a user's sound file under this shot instead of the ambience
+    grade: Grade | None = None  # the take's mood grade, applied before the episode's finish
+    mood: str = ""
 
 
 @dataclass
 class TimelineEntry:
-    """Where one piece (the title card or a shot) sits in the episode, in seconds and frames."""
+    """Where one piece (a card or a shot) sits in the episode, in seconds and frames."""
 
-    kind: str  # "title" | "shot"
+    kind: str  # "title" | "shot" | "end"
     label: str
     start: float
     end: float
@@ -53,6 +67,7 @@ class TimelineEntry:
     path: Path | None = None
     verdict: str = ""
     ambience: str = ""
+    transition_in: str = ""  # e.g. "crossfade 0.75s", "cut @ beat 6.5s"
 
 
 @dataclass
@@ -64,6 +79,7 @@ class EpisodeInfo:
     timeline: list[TimelineEntry]
     contact_sheet: Path | None = None
     notes: list[str] = field(default_factory=list)
+    reencoded: bool = True  # False when the takes were joined with -c copy
 
     @property
     def title_only(self) -> bool:
@@ -85,14 +101,8 @@ class _Item:
     segment: Segment | None = None
     start: int = 0
     size: tuple[int, int] | None = None  # decode-time scale, None = native
-
-
-@dataclass
-class _Join:
-    kind: str  # cut | crossfade | dip-to-black
-    overlap: int = 0  # crossfade frames shared by both sides
-    fade_out: int = 0  # dip: frames of the left item fading to black
-    fade_in: int = 0  # dip: frames of the right item fading from black
+    src_size: tuple[int, int] | None = None
+    sound: tuple[str, str] = ("ambience", "carriage")  # ("ambience", name) | ("file", path)
 
 
 def _frame_count(info: dict, path: Path) -> int:
@@ -101,7 +111,8 @@ def _frame_count(info: dict, path: Path) -> int:
     return int(n) if n and str(n).isdigit() and int(n) > 0 else media.count_frames(path)
 
 
-def _inspect(seg: Segment, idx: int, fps: int, width: int, height: int, ambience: str, notes: list[str]) -> _Item:
+def _inspect(seg: Segment, idx: int, fps: int, width: int, height: int, ambience: str, notes: list[str],
+             scale_on_decode: bool = True) -> _Item:
     path = Path(seg.path)
     label = seg.label or path.stem
     info = media.probe(path)
@@ -118,47 +129,27 @@ def _inspect(seg: Segment, idx: int, fps: int, width: int, height: int, ambience
         end = total
     if end <= seg.start:
         raise ValueError(f"segment {idx} ({label}): keeps no frames (start {seg.start}, end {end}, take has {total})")
+    src = (int(v["width"]), int(v["height"]))
     size = None
-    if (int(v["width"]), int(v["height"])) != (width, height):
-        size = (width, height)
-        notes.append(f"shot {label!r}: scaled from {v['width']}x{v['height']} to {width}x{height}")
-    return _Item("shot", label, end - seg.start, seg.ambience or ambience, seg, seg.start, size)
+    if src != (width, height):
+        if scale_on_decode:
+            size = (width, height)
+        notes.append(f"shot {label!r}: scaled from {src[0]}x{src[1]} to {width}x{height}")
+    amb = seg.ambience or ambience
+    sound = ("file", str(seg.audio)) if seg.audio else ("ambience", amb)
+    return _Item("shot", label, end - seg.start, amb, seg, seg.start, size, src, sound)
 
 
-def _plan_joins(items: list[_Item], transition: Transition, fps: int) -> list[_Join]:
-    """One join between each pair of items, clamped so no item gives more frames than it has."""
-    joins = []
-    for i in range(len(items) - 1):
-        a, b = items[i], items[i + 1]
-        # An item joined on both sides may give each side at most half its frames.
-        cap_a = a.frames if i == 0 else a.frames // 2
-        cap_b = b.frames if i + 1 == len(items) - 1 else b.frames // 2
-        if transition.type == "crossfade":
-            k = min(int(round(transition.duration * fps)), cap_a, cap_b)
-            joins.append(_Join("crossfade", overlap=max(k, 0)))
-        elif transition.type == "dip-to-black":
-            half = int(round(transition.duration * fps / 2))
-            joins.append(_Join("dip-to-black", fade_out=min(half, cap_a), fade_in=min(half, cap_b)))
-        else:
-            joins.append(_Join("cut"))
-    return joins
+def _describe(t: Transition, j: Join | None = None) -> str:
+    s = t.type if t.type == "cut" else f"{t.type} {t.duration:g}s"
+    if j is not None and j.snapped_to is not None:
+        s += f" @ beat {j.snapped_to:g}s"
+    return s
 
 
 # ---------------------------------------------------------------------------
 # Title card
 # ---------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans from matplotlib's bundled fonts; Pillow's scalable default as a fallback."""
-    try:
-        import matplotlib
-
-        name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
-    except Exception:  # pragma: no cover - matplotlib is a dependency
-        return ImageFont.load_default(size=size)
 
 
 def _background(width: int, height: int) -> np.ndarray:
@@ -175,12 +166,12 @@ def _background(width: int, height: int) -> np.ndarray:
     return np.clip(bg, 0, 255)
 
 
-def _text_layer(title: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+def _text_layer(title: str, width: int, height: int, small: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(rgb, alpha) float32 of the title: large, centred, with a soft shadow and a thin rule below."""
     layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     if not title.strip():
         return np.zeros((height, width, 3), np.float32), np.zeros((height, width, 1), np.float32)
-    size = max(8, int(height * 0.15))
+    size = max(8, int(height * (0.1 if small else 0.15)))
     while True:
         font = _font(size, bold=True)
         l, t, r, b = font.getbbox(title)
@@ -210,10 +201,10 @@ def _smoothstep(u: float) -> float:
     return u * u * (3 - 2 * u)
 
 
-def title_frames(title: str, n: int, width: int, height: int, fps: int) -> Iterator[np.ndarray]:
-    """The title card's ``n`` frames: the text eases in, holds, and eases out over the background."""
+def title_frames(title: str, n: int, width: int, height: int, fps: int, small: bool = False) -> Iterator[np.ndarray]:
+    """A card's ``n`` frames (title, or with ``small`` the end card): the text eases in, holds, and eases out."""
     bg = _background(width, height)
-    rgb, alpha = _text_layer(title, width, height)
+    rgb, alpha = _text_layer(title, width, height, small)
     ramp = max(1.0, min(0.6 * fps, n / 4))
     lead = min(0.15 * fps, n / 10)
     for i in range(n):
@@ -247,22 +238,42 @@ def _scale(frame: np.ndarray, g: float) -> np.ndarray:
     return np.clip(frame.astype(np.float32) * max(g, 0.0) + 0.5, 0, 255).astype(np.uint8)
 
 
+def _finished_shot(item: _Item, finisher: Finisher | None, fps: int, width: int, height: int) -> Iterator[np.ndarray]:
+    """A shot's frames with the take's mood grade, the episode's finish and its captions."""
+    seg = item.segment
+    assert seg is not None
+    caps = [(_captions.caption(c.text, c.position, width, height), c.start,
+             c.start + c.duration if c.duration is not None else item.frames / fps) for c in seg.captions]
+    for j, frame in enumerate(_shot_frames(item)):
+        if finisher is not None:
+            frame = finisher(frame, seg.grade)
+        elif seg.grade is not None:
+            from .finishing import apply_grade
+
+            frame = apply_grade(frame, seg.grade)
+        if frame.shape[:2] != (height, width):  # no finisher and a take of another size: scaled on decode
+            raise MediaError(f"shot {item.label!r}: frame is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
+        t = j / fps
+        for overlay, t0, t1 in caps:
+            frame = overlay.over(frame, _captions.caption_opacity(t, t0, t1))
+        yield frame
+
+
 # ---------------------------------------------------------------------------
 # Audio bed
 # ---------------------------------------------------------------------------
 
 
 def _episode_audio(
-    items: list[_Item], joins: list[_Join], starts: list[int], total: int, fps: int, seed: int, sr: int
+    items: list[_Item], joins: list[Join], starts: list[int], total: int, fps: int, seed: int, sr: int
 ) -> np.ndarray:
-    """Ambience for the whole episode: one continuous bed per run of equal ambiences,
-    equal-power crossfaded where the ambience changes, faded at both ends, at -16 LUFS."""
+    """Sound for the whole episode: one continuous bed per run of equal sources (an ambience or a
+    user's file), equal-power crossfaded where the source changes, faded at both ends, at -16 LUFS."""
     n_total = int(round(total / fps * sr))
-    # Runs of equal ambience, with the centre and length (seconds) of the crossfade at each change.
-    runs: list[list] = [[items[0].ambience]]
-    changes: list[tuple[float, float]] = []
+    runs: list[tuple[str, str]] = [items[0].sound]
+    changes: list[tuple[float, float]] = []  # (centre, length) in seconds of each change of source
     for i, j in enumerate(joins):
-        if items[i + 1].ambience == items[i].ambience:
+        if items[i + 1].sound == items[i].sound:
             continue
         end_a = (starts[i] + items[i].frames) / fps
         start_b = starts[i + 1] / fps
@@ -273,16 +284,19 @@ def _episode_audio(
         else:
             centre, length = start_b, AUDIO_CUT_XFADE
         changes.append((centre, length))
-        runs.append([items[i + 1].ambience])
+        runs.append(items[i + 1].sound)
     bed = np.zeros((n_total, 2), dtype=np.float32)
-    for r, (name,) in enumerate(runs):
+    for r, (kind, name) in enumerate(runs):
         t0 = changes[r - 1][0] - changes[r - 1][1] / 2 if r > 0 else 0.0
         t1 = changes[r][0] + changes[r][1] / 2 if r < len(changes) else n_total / sr
         s0, s1 = max(0, int(round(t0 * sr))), min(n_total, int(round(t1 * sr)))
         if s1 <= s0:
             continue
-        run_seed = int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
-        x = audio.ambience(name, (s1 - s0) / sr, sr, seed=run_seed)[: s1 - s0]
+        if kind == "file":
+            x = audio.load_file(name, (s1 - s0) / sr, sr)[: s1 - s0]
+        else:
+            run_seed = int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
+            x = audio.ambience(name, (s1 - s0) / sr, sr, seed=run_seed)[: s1 - s0]
         if r > 0:  # fade in over the crossfade with the previous run
             m = min(int(round(changes[r - 1][1] * sr)), x.shape[0])
             x[:m] *= audio.equal_power_ramps(m)[1].astype(np.float32)[:, None]
@@ -321,7 +335,7 @@ def _contact_sheet(
     path: Path,
     title: str,
     info: EpisodeInfo,
-    transition: Transition,
+    transitions: str,
     thumbs: dict[int, Image.Image],
     title_thumb: Image.Image | None,
     size: tuple[int, int],
@@ -336,7 +350,7 @@ def _contact_sheet(
     rows = max(1, -(-cards // cols))
     f_title, f_sub = _font(30, bold=True), _font(15)
     f_id, f_small, f_badge = _font(16, bold=True), _font(13), _font(12, bold=True)
-    trans = transition.type if transition.type == "cut" else f"{transition.type} {transition.duration:g}s"
+    trans = transitions
     sub = (
         f"{len(shots)} shot{'s' if len(shots) != 1 else ''}"
         f"{f' ({len(left_out)} left out)' if left_out else ''}  ·  {_clock(info.duration)}  ·  {info.frames} frames "
@@ -409,6 +423,70 @@ def _contact_sheet(
 
 
 # ---------------------------------------------------------------------------
+# Joining without re-encoding
+# ---------------------------------------------------------------------------
+
+
+def _copyable(items: list[_Item], joins: list[Join], fps: int, width: int, height: int, disclosure: str | None,
+              finisher: Finisher | None) -> str | None:
+    """None when the takes can be joined with ``-c copy``, else the reason they cannot."""
+    if disclosure:
+        return "the disclosure label is drawn on every frame"
+    if any(j.kind != "cut" for j in joins):
+        return "a transition blends frames"
+    for it in items:
+        if it.kind != "shot":
+            continue
+        seg = it.segment
+        assert seg is not None
+        if seg.captions:
+            return f"shot {it.label!r} has captions"
+        if seg.grade is not None and seg.grade != Grade():
+            return f"shot {it.label!r} has a mood grade"
+        if finisher is not None and not finisher.is_identity(it.src_size or (width, height)):
+            return "the episode has finishing (grade, LUT, upscale or sharpening)"
+        if it.src_size != (width, height):
+            return f"shot {it.label!r} is not {width}x{height}"
+        info = media.probe(seg.path)
+        v = media.video_stream(info, seg.path)
+        if (v.get("codec_name"), v.get("pix_fmt")) != ("h264", "yuv420p") or abs(media.fps_of(v) - fps) > 0.01:
+            return f"shot {it.label!r} is not H.264 yuv420p at {fps} fps"
+        if it.start != 0 or it.frames != _frame_count(info, seg.path):
+            return f"shot {it.label!r} is trimmed"
+    return None
+
+
+def _encode_piece(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: int, crf: int,
+                  preset: str, fade_in: int = 0, fade_out: int = 0, n: int = 0) -> None:
+    with media.VideoWriter(path, width, height, fps, crf=crf, preset=preset, faststart=False) as w:
+        for i, f in enumerate(frames):
+            g = min(1.0, (i / fade_in) if fade_in else 1.0, ((n - 1 - i) / fade_out) if fade_out else 1.0)
+            w.write(_scale(f, g))
+
+
+def _concat_copy(pieces: list[Path], wav: Path, out: Path, tmpdir: Path) -> None:
+    """Join H.264 pieces through MPEG-TS (parameter sets in-band, so pieces from different encodes
+    decode cleanly) with ``-c:v copy``, and mux the sound bed as AAC, +faststart."""
+    ff = media.ffmpeg_exe()
+    ts = []
+    for k, p in enumerate(pieces):
+        t = tmpdir / f"piece{k:03d}.ts"
+        r = subprocess.run([ff, "-v", "error", "-y", "-i", str(p), "-map", "0:v:0", "-c:v", "copy",
+                            "-bsf:v", "h264_mp4toannexb", "-f", "mpegts", str(t)], capture_output=True)
+        if r.returncode != 0:
+            raise MediaError(f"cannot remux {p} for joining: {r.stderr.decode('utf-8', 'replace')[-600:].strip()}")
+        ts.append(t)
+    lst = tmpdir / "pieces.txt"
+    lst.write_text("".join(f"file '{t.as_posix()}'\n" for t in ts))
+    cmd = [ff, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(lst), "-i", str(wav),
+           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k", "-shortest",
+           "-movflags", "+faststart", "-f", "mp4", str(out)]
+    r = subprocess.run(cmd, capture_output=True)
+    if r.returncode != 0:
+        raise MediaError(f"ffmpeg failed joining {out}: {r.stderr.decode('utf-8', 'replace')[-800:].strip()}")
+
+
+# ---------------------------------------------------------------------------
 # The entry point
 # ---------------------------------------------------------------------------
 
@@ -430,23 +508,37 @@ def stitch_episode(
     contact_sheet: Path | None = None,
     left_out: list[Segment] | None = None,
     progress: Progress | None = None,
+    end_card: EndCard | None = None,
+    beats: list[float] | None = None,
+    disclosure: str | None = None,
+    finisher: Finisher | None = None,
+    copy_when_possible: bool = True,
 ) -> EpisodeInfo:
-    """Stitch a title card and the accepted takes into one H.264 + AAC episode, atomically.
+    """Stitch a title card, the accepted takes and an optional end card into one H.264 + AAC episode, atomically.
 
     Args:
-        segments: the takes in order, each with its kept frame range. May be empty: the
-            episode is then the title card alone (``EpisodeInfo.title_only`` is True).
+        segments: the takes in order, each with its kept frame range, and optionally its own
+            transition in, captions, sound file and mood grade. May be empty: the episode is then
+            the title card alone (``EpisodeInfo.title_only`` is True).
         out_path: the episode mp4; written to a temporary name and renamed, so a failure
             leaves no file and keeps an earlier episode there intact.
-        fps, width, height: the episode's format; takes of another size are scaled.
+        fps, width, height: the episode's delivery format; takes of another size are resampled
+            (by ``finisher`` when given: Lanczos + sharpening, else bicubic on decode).
         title: text of the title card; ``title_duration`` its length in seconds (0 = none,
             unless there are no segments, when 2 s are used).
-        transition: how the title hands over to the first shot and each shot to the next.
-        ambience: the bed under the episode; a segment's own ``ambience`` overrides it.
+        transition: the default cut between pieces (a segment's ``transition`` overrides it for
+            the cut into that segment).
+        ambience: the bed under the episode; a segment's own ``ambience`` or ``audio`` overrides it.
         seed: seeds the ambience synthesis.
         crf, preset: libx264 settings.
         contact_sheet: where to write a PNG with one thumbnail per shot, if given.
         progress: called as ``progress(frames_done, frames_total)`` while writing.
+        end_card: a closing card after the last shot.
+        beats: marks (seconds) that cuts whose transition has ``on_beat`` snap to (by shortening
+            the piece before the cut).
+        disclosure: the label drawn in a corner of every frame (None = no label).
+        finisher: grade, LUT and resampling applied identically to every shot.
+        copy_when_possible: join with ``-c copy`` when nothing needs new pictures.
 
     Raises:
         ValueError: bad format, an unknown ambience, or a segment that keeps no frames.
@@ -458,21 +550,34 @@ def stitch_episode(
     for name in names:
         if name not in audio.AMBIENCES:
             raise ValueError(f"unknown ambience {name!r}; available: {', '.join(sorted(audio.AMBIENCES))}")
+    if finisher is not None and finisher.size != (width, height):
+        raise ValueError(f"finisher delivers {finisher.size[0]}x{finisher.size[1]}, episode is {width}x{height}")
     out_path = Path(out_path)
     notes: list[str] = []
 
     # 1. Inspect the takes and lay out the timeline.
-    items = [_inspect(s, i, fps, width, height, ambience, notes) for i, s in enumerate(segments)]
+    items = [_inspect(s, i, fps, width, height, ambience, notes, scale_on_decode=finisher is None)
+             for i, s in enumerate(segments)]
     n_title = int(round(title_duration * fps))
     if not items:
         notes.append("no accepted shots: the episode is the title card alone")
         n_title = n_title or int(round(2.0 * fps))
+    bed_sound = ("ambience", ambience)
     if n_title > 0:
-        items.insert(0, _Item("title", title, n_title, ambience))
-    joins = _plan_joins(items, transition, fps)
-    starts = [0]
-    for i, j in enumerate(joins):
-        starts.append(starts[-1] + items[i].frames - j.overlap)
+        items.insert(0, _Item("title", title, n_title, ambience, sound=bed_sound))
+    if end_card is not None and any(it.kind == "shot" for it in items):
+        items.append(_Item("end", end_card.text, int(round(end_card.duration * fps)), ambience, sound=bed_sound))
+    transitions = [
+        (items[i + 1].segment.transition if items[i + 1].segment and items[i + 1].segment.transition else transition)
+        for i in range(len(items) - 1)
+    ]
+    lengths, joins = snap_to_beats([it.frames for it in items], transitions, fps, list(beats or []),
+                                   [max(1, int(it.frames * 0.6)) for it in items])
+    for it, n in zip(items, lengths):
+        if n != it.frames:
+            notes.append(f"{it.kind} {it.label!r}: shortened by {it.frames - n} frame(s) to cut on a beat")
+            it.frames = n
+    starts = starts_of(lengths, joins)
     total = starts[-1] + items[-1].frames
     edge = min(int(round(EDGE_FADE * fps)), total // 4)
     timeline = [
@@ -485,86 +590,120 @@ def stitch_episode(
             first_frame=it.start,
             path=Path(it.segment.path) if it.segment else None,
             verdict=it.segment.verdict if it.segment else "",
-            ambience=it.ambience,
+            ambience=it.sound[1] if it.sound[0] == "ambience" else Path(it.sound[1]).name,
+            transition_in=_describe(transitions[i - 1], joins[i - 1]) if i > 0 else "",
         )
         for i, it in enumerate(items)
     ]
     info = EpisodeInfo(out_path, total / fps, total, fps, timeline, None, notes)
+    label = _captions.disclosure_label(disclosure, width, height) if disclosure else None
+
+    def card(it: _Item) -> Iterator[np.ndarray]:
+        return title_frames(it.label, it.frames, width, height, fps, small=it.kind == "end")
 
     thumbs: dict[int, Image.Image] = {}
     title_thumb: Image.Image | None = None
+    why_not = _copyable(items, joins, fps, width, height, disclosure, finisher) if copy_when_possible else "not asked"
     with tempfile.TemporaryDirectory(prefix="storyengine-stitch-") as tmpdir:
-        # 2. The ambience bed, written as WAV for the muxer.
+        # 2. The sound bed, written as WAV for the muxer.
         wav = audio.write_wav(
             Path(tmpdir) / "bed.wav", _episode_audio(items, joins, starts, total, fps, seed, SAMPLE_RATE), SAMPLE_RATE
         )
 
-        # 3. Stream the pictures: hold back only the frames a following transition needs.
-        with atomic_path(out_path) as tmp, media.VideoWriter(
-            tmp, width, height, fps, crf=crf, preset=preset, audio=wav
-        ) as writer:
-            written = 0
-
-            def emit(frame: np.ndarray) -> None:
-                nonlocal written
-                g = min(1.0, written / edge, (total - 1 - written) / edge) if edge > 0 else 1.0
-                writer.write(_scale(frame, g))
-                written += 1
-                if progress and (written % max(1, fps) == 0 or written == total):
-                    progress(written, total)
-
-            pending: list[np.ndarray] = []  # tail of the previous item, to crossfade with this one's head
+        if why_not is None:
+            # 3a. Hard cuts only and untouched takes: encode the cards (and the last shot, for its
+            #     fade to black) and join everything else as it is.
+            pieces: list[Path] = []
             shot_no = 0
-            for i, item in enumerate(items):
-                left = joins[i - 1] if i > 0 else None
-                right = joins[i] if i < len(joins) else None
-                hold = right.overlap if right and right.kind == "crossfade" else (right.fade_out if right else 0)
-                source = (
-                    title_frames(item.label, item.frames, width, height, fps)
-                    if item.kind == "title"
-                    else _shot_frames(item)
-                )
-                tail: deque[np.ndarray] = deque()
-                mid = item.frames // 2
-                j = 0
-                for frame in source:
-                    if j == mid:
-                        if item.kind == "shot":
-                            thumbs[shot_no] = _thumb(frame, 320)
-                        else:
-                            title_thumb = _thumb(frame, 320)
-                    if left and left.kind == "crossfade" and j < len(pending):
-                        frame = _mix(pending[j], frame, (j + 1) / (len(pending) + 1))
-                    elif left and left.kind == "dip-to-black" and j < left.fade_in:
-                        frame = _scale(frame, j / left.fade_in)
-                    j += 1
-                    if hold:
-                        tail.append(frame)
-                        if len(tail) > hold:
-                            emit(tail.popleft())
-                    else:
-                        emit(frame)
-                for leftover in pending[j:]:  # a take shorter than its probe said
-                    emit(leftover)
-                pending = []
-                if j != item.frames:
-                    notes.append(f"{item.kind} {item.label!r}: expected {item.frames} frames, decoded {j}")
-                if right and right.kind == "crossfade":
-                    pending = list(tail)
+            for i, it in enumerate(items):
+                last, first = i == len(items) - 1, i == 0
+                if it.kind == "shot" and not last and not first:
+                    pieces.append(Path(it.segment.path))  # type: ignore[union-attr]
                 else:
-                    m = len(tail)
-                    for t, frame in enumerate(tail):
-                        emit(_scale(frame, 1.0 - (t + 1) / m))
-                if item.kind == "shot":
+                    p = Path(tmpdir) / f"enc{i:03d}.mp4"
+                    src = card(it) if it.kind != "shot" else _shot_frames(it)
+                    _encode_piece(p, src, width, height, fps, crf, preset, edge if first else 0, edge if last else 0,
+                                  it.frames)
+                    pieces.append(p)
+                if it.kind == "shot":
+                    mid = None
+                    for mid in media.iter_frames(it.segment.path, max_frames=it.frames // 2 + 1):  # type: ignore[union-attr]
+                        pass
+                    if mid is not None:
+                        thumbs[shot_no] = _thumb(mid, 320)
                     shot_no += 1
-            if written != total:
-                info.frames, info.duration = written, written / fps
-        if progress and written % max(1, fps) and written != total:
-            progress(written, written)
+            with atomic_path(out_path) as tmp:
+                _concat_copy(pieces, wav, tmp, Path(tmpdir))
+            info.reencoded = False
+            notes.append("joined without re-encoding the takes (-c copy)")
+            if progress:
+                progress(total, total)
+        else:
+            # 3b. Stream the pictures: hold back only the frames a following transition needs.
+            with atomic_path(out_path) as tmp, media.VideoWriter(
+                tmp, width, height, fps, crf=crf, preset=preset, audio=wav
+            ) as writer:
+                written = 0
+
+                def emit(frame: np.ndarray) -> None:
+                    nonlocal written
+                    if label is not None:
+                        frame = label.over(frame)
+                    g = min(1.0, written / edge, (total - 1 - written) / edge) if edge > 0 else 1.0
+                    writer.write(_scale(frame, g))
+                    written += 1
+                    if progress and (written % max(1, fps) == 0 or written == total):
+                        progress(written, total)
+
+                pending: list[np.ndarray] = []  # tail of the previous item, to crossfade with this one's head
+                shot_no = 0
+                for i, item in enumerate(items):
+                    left = joins[i - 1] if i > 0 else None
+                    right = joins[i] if i < len(joins) else None
+                    hold = right.overlap if right and right.kind == "crossfade" else (right.fade_out if right else 0)
+                    source = card(item) if item.kind != "shot" else _finished_shot(item, finisher, fps, width, height)
+                    tail: deque[np.ndarray] = deque()
+                    mid = item.frames // 2
+                    j = 0
+                    for frame in source:
+                        if j == mid:
+                            if item.kind == "shot":
+                                thumbs[shot_no] = _thumb(frame, 320)
+                            elif item.kind == "title":
+                                title_thumb = _thumb(frame, 320)
+                        if left and left.kind == "crossfade" and j < len(pending):
+                            frame = _mix(pending[j], frame, (j + 1) / (len(pending) + 1))
+                        elif left and left.kind == "dip-to-black" and j < left.fade_in:
+                            frame = _scale(frame, j / left.fade_in)
+                        j += 1
+                        if hold:
+                            tail.append(frame)
+                            if len(tail) > hold:
+                                emit(tail.popleft())
+                        else:
+                            emit(frame)
+                    for leftover in pending[j:]:  # a take shorter than its probe said
+                        emit(leftover)
+                    pending = []
+                    if j != item.frames:
+                        notes.append(f"{item.kind} {item.label!r}: expected {item.frames} frames, decoded {j}")
+                    if right and right.kind == "crossfade":
+                        pending = list(tail)
+                    else:
+                        m = len(tail)
+                        for t, frame in enumerate(tail):
+                            emit(_scale(frame, 1.0 - (t + 1) / m))
+                    if item.kind == "shot":
+                        shot_no += 1
+                if written != total:
+                    info.frames, info.duration = written, written / fps
+            if progress and written % max(1, fps) and written != total:
+                progress(written, written)
 
     # 4. The contact sheet, once the episode exists.
     if contact_sheet is not None:
-        _contact_sheet(Path(contact_sheet), title, info, transition, thumbs, title_thumb, (width, height),
+        cuts = sorted({_describe(t) for t in transitions}) or [_describe(transition)]
+        _contact_sheet(Path(contact_sheet), title, info, " / ".join(cuts), thumbs, title_thumb, (width, height),
                        left_out or [])
         info.contact_sheet = Path(contact_sheet)
     return info
