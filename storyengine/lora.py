@@ -323,3 +323,92 @@ def train_lora(
         "losses": losses,
         "resumed_from": resumed_from,
     }
+
+
+# -- A registered character → an adapter in the registry ---------------------------------------
+
+BASE_FAMILY = {"wan": "wan", "ltx": "ltx"}
+"""Back-ends whose pipelines can be trained, and the family objective each uses."""
+
+
+def train_character(
+    reg: Any,
+    ws: Any,
+    handle: str,
+    *,
+    base: str,
+    model: str | None = None,
+    trigger: str | None = None,
+    weight: float = 1.0,
+    rank: int = 16,
+    steps: int = 1000,
+    lr: float = 1e-4,
+    resolution: int | None = None,
+    checkpoint_every: int = 100,
+    resume: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    dtype: str = "auto",
+    pipeline: Any = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    save: Callable[..., dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train a LoRA for a registered character on ``base``'s model and store it in the registry.
+
+    Args:
+        reg, ws: the registry and workspace holding the character.
+        handle: the character; its registered photos are the training set.
+        base: back-end id whose model is trained (``wan`` or ``ltx``).
+        model: hub id or local folder (default: the back-end's default model).
+        trigger: the prompt word for the character (default: the handle).
+        weight: the adapter weight stored in the registry (used when shots load it).
+        rank, steps, lr, resolution, checkpoint_every, resume, seed: as :func:`train_lora`.
+        device, dtype: where and how the pipeline loads (as the back-end options).
+        pipeline: an already-loaded pipeline (tests pass tiny ones); default: load ``model``.
+        progress: ``progress(step, steps, loss)``.
+        save: ``save(reg, ws, handle, path, base=…, trigger=…, weight=…, rank=…, steps=…) -> dict``;
+            default ``storyengine.characters.add_adapter`` (validates, copies into
+            ``characters/<handle>/adapters/``, records sha256/base/trigger/weight/rank/steps).
+            ``base`` is the model trained (hub id or folder); back-ends read its family
+            (``backends._diffusers.adapter_family``) to refuse it in another family.
+
+    Checkpoints go to ``characters/<handle>/training/<base>-r<rank>/``; a rerun with the same
+    settings resumes from the newest one (``resume=False`` starts over).
+
+    Returns:
+        The training metadata of :func:`train_lora` plus ``adapter``: what ``save`` returned.
+
+    Raises:
+        BackendError: ``base`` cannot be trained, or the model cannot be loaded.
+        RegistryError: the handle is not registered or has no photos.
+    """
+    from . import plugins
+    from .backends._diffusers import load_pipeline
+    from .errors import RegistryError
+
+    # 1. Check inputs
+    if base not in BASE_FAMILY:
+        raise BackendError(f"train-lora: back-end {base!r} cannot be trained; trainable: {', '.join(BASE_FAMILY)}")
+    reg.character(handle)  # RegistryError naming the handle when unknown
+    photos = [Path(ws.root) / p["path"] for p in reg.photos(handle)]
+    if not photos:
+        raise RegistryError(f"train-lora: character {handle!r} has no registered photos")
+    trigger = trigger or handle
+    # 2. The pipeline, loaded as the back-end would (offline-aware, one-line hint when missing)
+    backend_cls = plugins.backend_class(base)
+    opts = backend_cls.Options(**{k: v for k, v in {"model": model, "device": device, "dtype": dtype}.items() if v is not None})
+    if pipeline is None:
+        pipeline = load_pipeline(backend_cls.pipeline_class(opts), opts, base)
+    # 3. Train with checkpoints beside the character
+    work = Path(ws.character_dir(handle)) / "training" / f"{base}-r{rank}"
+    meta = train_lora(
+        pipeline, photos, family=BASE_FAMILY[base], out_path=work / f"{handle}-{base}.safetensors", trigger=trigger,
+        rank=rank, steps=steps, lr=lr, resolution=resolution, checkpoint_dir=work / "checkpoints",
+        checkpoint_every=checkpoint_every, resume=resume, seed=seed, base_model=opts.model, progress=progress,
+    )
+    # 4. Into the registry
+    if save is None:
+        from .characters import add_adapter as save
+    meta["adapter"] = save(reg, ws, handle, Path(meta["path"]), base=opts.model, trigger=trigger, weight=weight,
+                           rank=rank, steps=steps)
+    return meta

@@ -10,7 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from . import plugins
-from .errors import SpecError
+from .backends.base import prompt_with_triggers
+from .errors import BackendError, SpecError
 from .registry import Registry
 from .specs import CharacterRef, SeriesSpec, ShotPlan
 from .workspace import Workspace
@@ -88,8 +89,16 @@ def plan_series(
 ) -> list[ShotPlan]:
     """Resolve every shot of ``spec`` (or of the named episodes) into a ShotPlan.
 
+    The back-end class (no weights) decides the frame count (its family's rule: a count it
+    cannot generate is snapped up to the next valid one, e.g. 96 → 97 for Wan's 4k+1), the
+    conditioning labels (``still``, ``reference_images:N``, ``face_embedding``, ``lora:<handle>@<w>``)
+    and whether trigger words go into the prompt. A shot with ``still: previous`` plans the
+    previous shot's still as a stand-in and sets ``continues_from``; the renderer swaps in that
+    shot's last accepted frame (``storyengine.continuity``).
+
     Raises SpecError naming the shot when a still is missing, a character is not registered,
-    or the back-end cannot take the shot.
+    an option is invalid, an adapter was trained for another family, or the back-end cannot
+    take the shot.
     """
     spec_dir = Path(spec_path).resolve().parent
     backend_cls = plugins.backend_class(spec.backend)
@@ -102,11 +111,19 @@ def plan_series(
     for ep in spec.episodes:
         if episodes and ep.id not in episodes:
             continue
+        previous: ShotPlan | None = None
         for i, shot in enumerate(ep.shots):
             where = f"episode {ep.id!r}, shot {shot.id!r}"
-            still = (spec_dir / shot.still).resolve()
-            if not still.is_file():
-                raise SpecError(f"{spec_path}: {where}: still not found: {still}")
+            # 1. The still: a file, or the previous shot's last accepted frame (resolved when rendering)
+            if shot.still == "previous":
+                if previous is None:  # the spec validator already refuses this; keep the planner safe alone
+                    raise SpecError(f"{spec_path}: {where}: `still: previous` needs a shot before it in the episode")
+                still, continues_from = Path(previous.still), previous.shot_id
+            else:
+                still, continues_from = (spec_dir / shot.still).resolve(), None
+                if not still.is_file():
+                    raise SpecError(f"{spec_path}: {where}: still not found: {still}")
+            # 2. Characters
             for h in shot.characters:
                 if h not in refs:
                     if not reg.has_character(h):
@@ -118,28 +135,44 @@ def plan_series(
                 raise SpecError(f"{spec_path}: {where}: {len(shot.characters)} characters, but back-end "
                                 f"{spec.backend!r} supports at most {max_chars}")
             chars = [refs[h] for h in shot.characters]
-            conditioning = ["still"]
-            if backend_cls.supports_lora:
-                conditioning += [f"lora:{c.handle}" for c in chars if c.adapters]
-            if backend_cls.supports_reference_images:
-                conditioning += [f"reference_images:{c.handle}" for c in chars if c.photos]
-            prompt = shot.prompt
-            triggers = [a["trigger"] for c in chars for a in c.adapters if a.get("trigger")] if backend_cls.supports_lora else []
-            for t in triggers:
-                if t not in prompt:
-                    prompt = f"{t} {prompt}".strip()
-            num_frames = max(1, round(shot.duration * spec.fps))
+            # 3. The back-end's options, frame rule and conditioning, asked before anything loads
+            options = {**spec.backend_options, **shot.options}
+            opts = _backend_options(backend_cls, options, spec_path, where)
+            try:
+                conditioning = backend_cls.planned_conditioning(chars, opts)
+            except BackendError as e:
+                raise SpecError(f"{spec_path}: {where}: {e}") from None
+            if continues_from is not None and "still" in conditioning:
+                conditioning[conditioning.index("still")] = f"still:previous:{continues_from}"
+            prompt = prompt_with_triggers(shot.prompt, chars) if backend_cls.supports_lora else shot.prompt
+            num_frames = backend_cls.planned_num_frames(max(1, round(shot.duration * spec.fps)), opts)
             min_dur = shot.min_duration if shot.min_duration is not None else 0.6 * shot.duration
-            plans.append(ShotPlan(
+            plan = ShotPlan(
                 series=spec.series, episode_id=ep.id, shot_id=shot.id, index=i, still=str(still),
                 characters=chars, prompt=prompt,
                 seed=shot.seed if shot.seed is not None else derive_seed(spec.seed, shot.id),
                 fps=spec.fps, width=spec.width, height=spec.height, num_frames=num_frames,
-                duration=num_frames / spec.fps, min_frames=max(1, round(min_dur * spec.fps)), bound=shot.bound,
-                backend=spec.backend, backend_options={**spec.backend_options, **shot.options},
-                conditioning=conditioning,
-            ))
+                duration=num_frames / spec.fps, min_frames=min(num_frames, max(1, round(min_dur * spec.fps))),
+                bound=shot.bound, backend=spec.backend, backend_options=options,
+                conditioning=conditioning, continues_from=continues_from,
+            )
+            plans.append(plan)
+            previous = plan
     return plans
+
+
+def _backend_options(backend_cls: type, options: dict[str, Any], spec_path: str | Path, where: str):
+    """The back-end's validated Options for one shot; errors name the shot, the option and the value."""
+    try:
+        return backend_cls.Options(**options)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(options)"
+            value = err.get("input")
+            shown = f" (got {value!r})" if not isinstance(value, (dict, list)) and err["type"] != "missing" else ""
+            problems.append(f"{field}: {err['msg']}{shown}")
+        raise SpecError(f"{spec_path}: {where}: back-end {backend_cls.backend_id!r} options: " + "; ".join(problems)) from None
 
 
 def take_plan(plan: ShotPlan, take: int) -> ShotPlan:

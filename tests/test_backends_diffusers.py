@@ -84,9 +84,9 @@ def test_backend_produces_planned_clip(files, pipelines, bid):
 @pytest.mark.parametrize("bid", IDS)
 def test_same_seed_same_frames_other_seed_other_frames(files, pipelines, bid):
     backend = make(bid, pipelines, width=64, height=64)
-    a = frames(backend.generate(plan(files, bid, seed=5)))
-    b = frames(backend.generate(plan(files, bid, seed=5)))
-    c = frames(backend.generate(plan(files, bid, seed=6)))
+    a = frames(backend.generate(plan(files, bid, seed=5, num_frames=9)))  # 9 frames: half the time, same point
+    b = frames(backend.generate(plan(files, bid, seed=5, num_frames=9)))
+    c = frames(backend.generate(plan(files, bid, seed=6, num_frames=9)))
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -210,3 +210,21 @@ def test_all_diffusers_backends_are_registered():
         assert issubclass(cls, DiffusersBackend) and cls.backend_id == bid
         assert cls.Options.model_config.get("extra") == "forbid"
     assert backend_class("svd").supports_lora is False and backend_class("wan-vace").supports_reference_images
+
+
+@pytest.mark.parametrize("bid", IDS)
+def test_planned_conditioning_is_what_the_backend_reports(files, pipelines, bid):
+    backend = make(bid, pipelines, width=64, height=64)
+    p = plan(files, bid, photos=("mara-1.png", "mara-2.png"))
+    _, conditioning = backend.prepare_inputs(p)
+    assert type(backend).planned_conditioning(p.characters, backend.options_for(p)) == conditioning
+
+
+@pytest.mark.parametrize("bid,options,asked,planned", [
+    ("wan", {}, 48, 49), ("wan", {}, 49, 49), ("ltx", {}, 48, 49), ("ltx", {}, 50, 57), ("cogvideox", {}, 32, 33),
+    ("cogvideox", {"model": "THUDM/CogVideoX1.5-5B-I2V"}, 48, 49), ("cogvideox", {"model": "THUDM/CogVideoX1.5-5B-I2V"}, 50, 57),
+    ("svd", {}, 48, 48), ("motion", {}, 48, 48), ("wan", {"num_frames": 33}, 48, 48),
+])
+def test_planner_frame_rule_snaps_up_before_anything_loads(bid, options, asked, planned):
+    cls = backend_class(bid)
+    assert cls.planned_num_frames(asked, cls.Options(**options)) == planned

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,7 @@ def test_two_characters_combine_with_weights(trained, files, backend):
     both, cond = latents(backend, plan(files, characters=chars))
     only_mara, _ = latents(backend, plan(files, [adapter(meta, weight=0.8)]))
     assert cond == ["still", "lora:mara@0.8", "lora:teo@0.5"]
+    assert WanBackend.planned_conditioning(chars, backend.options) == cond  # what `storyengine plan` shows
     assert (both - only_mara).abs().max() > 1e-4
 
 
@@ -166,6 +169,20 @@ def test_adapter_for_another_family_is_refused(trained, files, backend):
     _, meta = trained
     with pytest.raises(BackendError, match="trained for 'ltx'"):
         latents(backend, plan(files, [adapter(meta, base="ltx")]))
+    with pytest.raises(BackendError, match=r"trained for 'THUDM/CogVideoX-5b-I2V' \(cogvideox\)"):
+        latents(backend, plan(files, [adapter(meta, base="THUDM/CogVideoX-5b-I2V")]))
+    assert latents(backend, plan(files, [adapter(meta, base="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")]))[1][-1] == "lora:mara@1"
+
+
+@pytest.mark.parametrize("base,family", [
+    ("wan", "wan"), ("Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", "wan"), ("Wan-AI/Wan2.1-VACE-1.3B-diffusers", "wan-vace"),
+    ("Lightricks/LTX-Video", "ltx"), ("THUDM/CogVideoX1.5-5B-I2V", "cogvideox"), ("BestWishYsh/ConsisID-preview", "consisid"),
+    ("stabilityai/stable-video-diffusion-img2vid-xt", "svd"), ("my-org/swanky-model", None), ("", None),
+])
+def test_adapter_family_from_base(base, family):
+    from storyengine.backends._diffusers import adapter_family
+
+    assert adapter_family(base) == family
 
 
 def test_prompt_with_triggers_adds_only_missing_words(files):
@@ -194,3 +211,74 @@ def test_unknown_family_and_bad_out_path(files):
         train_lora({}, [files / "photo.png"], family="svd", out_path=files / "a.safetensors", trigger="m")
     with pytest.raises(BackendError, match="must end in .safetensors"):
         train_lora({}, [files / "photo.png"], family="wan", out_path=files / "a.bin", trigger="m")
+
+
+# -- A registered character → train → registry (library and CLI) -------------------------------
+
+
+@pytest.fixture
+def mara(ws, reg, person_photos):
+    from storyengine.register import register_character
+
+    register_character(reg, ws, "mara", person_photos, kind="person")
+    return "mara"
+
+
+def test_train_character_checkpoints_resumes_and_saves_into_the_registry(ws, reg, mara):
+    from storyengine.lora import train_character
+
+    saved, seen = [], []
+
+    def save(reg_, ws_, handle, path, **kw):
+        saved.append((handle, Path(path), kw))
+        return {"path": str(path), **kw}
+
+    pipe = tp.wan_i2v()
+    common = dict(base="wan", rank=4, lr=5e-3, resolution=64, checkpoint_every=2, pipeline=pipe, save=save)
+    first = train_character(reg, ws, "mara", steps=4, progress=lambda s, n, loss: seen.append((s, n)), **common)
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)] and first["resumed_from"] is None
+    ck = ws.character_dir("mara") / "training" / "wan-r4" / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir()) == ["step-000002", "step-000004"]
+    again = train_character(reg, ws, "mara", steps=6, **common)
+    assert again["resumed_from"] == 4 and len(again["losses"]) == 6 and again["losses"][:4] == first["losses"]
+    handle, path, kw = saved[-1]
+    assert handle == "mara" and path.suffix == ".safetensors" and path.is_file()
+    assert kw == {"base": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", "trigger": "mara", "weight": 1.0, "rank": 4, "steps": 6}
+    assert again["adapter"]["trigger"] == "mara"
+
+
+def test_train_character_refuses_untrainable_bases_and_unknown_handles(ws, reg, mara):
+    from storyengine.errors import RegistryError
+    from storyengine.lora import train_character
+
+    with pytest.raises(BackendError, match="back-end 'svd' cannot be trained; trainable: wan, ltx"):
+        train_character(reg, ws, "mara", base="svd")
+    with pytest.raises(RegistryError, match="nobody"):
+        train_character(reg, ws, "nobody", base="wan")
+
+
+def test_cli_train_lora_registers_an_adapter_the_planner_uses(tmp_path, ws, reg, mara):
+    pytest.importorskip("storyengine.characters", reason="add_adapter (issue 3) has not landed yet")
+    from typer.testing import CliRunner
+
+    from storyengine.cli import app
+    from storyengine.planner import character_ref
+
+    tp.wan_i2v().save_pretrained(tmp_path / "tiny-wan")
+    Image.new("RGB", (80, 60), (200, 100, 50)).save(tmp_path / "still.png")
+    args = ["character", "train-lora", "mara", "--base", "wan", "--model", str(tmp_path / "tiny-wan"), "--rank", "4",
+            "--steps", "3", "--lr", "0.005", "--resolution", "64", "--trigger", "mara_person", "-w", str(ws.root)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "mara_person" in res.output and "rank" in res.output
+    (row,) = reg.adapters("mara")
+    assert (row["base"], row["trigger"], row["rank"], row["steps"]) == (str(tmp_path / "tiny-wan"), "mara_person", 4, 3)
+    ref = character_ref(reg, ws, "mara")
+    assert ref.adapters[0]["sha256"] == sha256_file(ref.adapters[0]["path"])
+    # the registered adapter drives a Wan back-end and is refused by LTX (family read from the folder's pipeline class)
+    wan = WanBackend({"steps": 2, "max_sequence_length": 16}, pipeline=tp.wan_i2v())
+    assert wan.prepare_inputs(plan(tmp_path, ref.adapters))[1] == ["still", "lora:mara@1"]
+    with pytest.raises(BackendError, match=r"trained for .*tiny-wan' \(wan\); it loads into wan, wan-vace only"):
+        LTXBackend({"steps": 2}, pipeline=None).planned_conditioning([ref], LTXBackend.Options())
+    res = CliRunner().invoke(app, args[:3] + ["--base", "svd", "-w", str(ws.root)])
+    assert res.exit_code == 1 and "cannot be trained" in res.output

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import struct
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -23,6 +22,7 @@ from pydantic import Field
 from ..errors import BackendError
 from ..specs import CharacterRef, ShotPlan
 from .base import Clip, Progress, VideoBackend
+from .base import prompt_with_triggers as _prompt_with_triggers
 
 FAMILIES = ("wan", "wan-vace", "ltx", "cogvideox", "svd", "consisid")
 # Adapters trained on one family's transformer load into these back-ends.
@@ -297,18 +297,11 @@ def load_still(plan: ShotPlan, width: int, height: int):
 
 
 def prompt_with_triggers(plan: ShotPlan) -> str:
-    """The plan's prompt with any missing adapter trigger words put in front (order of characters)."""
-    prompt = plan.prompt.strip()
-    missing: list[str] = []
-    for char in plan.characters:
-        for adapter in char.adapters:
-            trigger = str(adapter.get("trigger") or "").strip()
-            if not trigger:
-                continue
-            pattern = r"(?<![\w])" + re.escape(trigger) + r"(?![\w])"
-            if not re.search(pattern, prompt, flags=re.IGNORECASE) and trigger not in missing:
-                missing.append(trigger)
-    return ", ".join(missing + ([prompt] if prompt else []))
+    """The plan's prompt with any missing adapter trigger words put in front (order of characters).
+
+    The planner already did this; doing it again is a no-op, and covers plans built by hand.
+    """
+    return _prompt_with_triggers(plan.prompt, plan.characters)
 
 
 def sha256_file(path: Path) -> str:
@@ -369,6 +362,61 @@ def adapter_name(char: CharacterRef, index: int) -> str:
     return char.handle if index == 0 else f"{char.handle}-{index}"
 
 
+# Pipeline class name prefixes (model_index.json ``_class_name``) and hub-id words → family.
+_CLASS_FAMILY = (("WanVACE", "wan-vace"), ("Wan", "wan"), ("LTX", "ltx"), ("CogVideoX", "cogvideox"),
+                 ("ConsisID", "consisid"), ("StableVideoDiffusion", "svd"))
+_WORD_FAMILY = ((r"consisid", "consisid"), (r"cogvideox", "cogvideox"), (r"ltx", "ltx"), (r"vace", "wan-vace"),
+                (r"(?<![a-z])wan", "wan"), (r"stable-video-diffusion|(?<![a-z])svd", "svd"))
+
+
+def adapter_family(base: str) -> str | None:
+    """The model family an adapter's ``base`` names: a back-end id (``wan``), a local pipeline folder
+    (its ``model_index.json`` class), or a hub id (``Wan-AI/Wan2.1-I2V-14B-480P-Diffusers``); None if unknown."""
+    import re
+
+    base = (base or "").strip()
+    if base in FAMILIES:
+        return base
+    index = Path(os.path.expanduser(base)) / "model_index.json"
+    if base and index.is_file():
+        try:
+            cls = str(json.loads(index.read_text()).get("_class_name", ""))
+        except (OSError, ValueError):
+            cls = ""
+        return next((fam for prefix, fam in _CLASS_FAMILY if cls.startswith(prefix)), None)
+    name = base.lower()
+    return next((fam for pattern, fam in _WORD_FAMILY if re.search(pattern, name)), None)
+
+
+def check_adapter_base(backend_id: str, adapter: dict[str, Any]) -> None:
+    """Refuse an adapter trained for another model family (its layers would not fit, or fit wrongly).
+
+    Adapters whose base names no known family pass here; the injection check after loading
+    still refuses one that fits nothing.
+
+    Raises:
+        BackendError: naming the adapter file, its base and the back-ends it loads into.
+    """
+    base = str(adapter.get("base") or "")
+    family = adapter_family(base)
+    compatible = LORA_COMPATIBLE.get(backend_id, {backend_id})
+    if family is not None and family not in compatible:
+        shown = repr(base) if base == family else f"{base!r} ({family})"
+        raise BackendError(
+            f"{backend_id}: adapter {str(adapter.get('path'))!r} was trained for {shown}; "
+            f"it loads into {', '.join(sorted(LORA_COMPATIBLE.get(family, {family})))} only"
+        )
+
+
+def lora_labels(characters: list[CharacterRef]) -> list[tuple[str, float, dict[str, Any]]]:
+    """(adapter name, weight, adapter) for every adapter of the shot's characters, in order."""
+    return [
+        (adapter_name(char, i), float(adapter.get("weight", 1.0)), adapter)
+        for char in characters
+        for i, adapter in enumerate(char.adapters)
+    ]
+
+
 class AdapterSet:
     """Character LoRA adapters loaded into one pipeline; loads each file once, switches per shot."""
 
@@ -379,10 +427,7 @@ class AdapterSet:
 
     def apply(self, pipe, characters: list[CharacterRef]) -> list[str]:
         """Load and activate the characters' adapters; returns conditioning labels (``lora:mara@0.8``)."""
-        wanted: list[tuple[str, float, dict[str, Any]]] = []
-        for char in characters:
-            for i, adapter in enumerate(char.adapters):
-                wanted.append((adapter_name(char, i), float(adapter.get("weight", 1.0)), adapter))
+        wanted = lora_labels(characters)
         if not wanted:
             if self.loaded:
                 pipe.disable_lora()
@@ -399,13 +444,7 @@ class AdapterSet:
         path = adapter.get("path")
         if not path:
             raise BackendError(f"{self.backend_id}: adapter {name!r} has no path")
-        base = str(adapter.get("base") or "")
-        compatible = LORA_COMPATIBLE.get(self.backend_id, {self.backend_id})
-        if base in FAMILIES and base not in compatible:
-            raise BackendError(
-                f"{self.backend_id}: adapter {str(path)!r} was trained for {base!r}; "
-                f"it loads into {', '.join(sorted(compatible))} only"
-            )
+        check_adapter_base(self.backend_id, adapter)
         p = check_adapter_file(path, adapter.get("sha256") or None)
         digest = adapter.get("sha256") or sha256_file(p)
         if self.loaded.get(name) == digest:
@@ -476,6 +515,31 @@ class DiffusersBackend(VideoBackend):
             self._pipeline = load_pipeline(self.pipeline_class(self.options), self.options, self.backend_id)
             self._loaded_with = self.options
         return self._pipeline
+
+    @classmethod
+    def frame_step_for(cls, options: Any) -> int:
+        return cls.default_frame_step
+
+    @classmethod
+    def planned_num_frames(cls, n: int, options: Any) -> int:
+        """With the ``num_frames`` option the generated count is retimed to any plan count; else snap."""
+        if getattr(options, "num_frames", None) is not None:
+            return n
+        return super().planned_num_frames(n, options)
+
+    @classmethod
+    def planned_conditioning(cls, characters: list[CharacterRef], options: Any) -> list[str]:
+        """``still`` then ``lora:<name>@<weight>`` per adapter (when the family takes LoRA).
+
+        Raises:
+            BackendError: an adapter was trained for another family.
+        """
+        labels = ["still"]
+        if cls.supports_lora:
+            for name, weight, adapter in lora_labels(characters):
+                check_adapter_base(cls.backend_id, adapter)
+                labels.append(f"lora:{name}@{weight:g}")
+        return labels
 
     def frame_step(self) -> int:
         """Valid frame counts are ``step·k + 1`` (the VAE's temporal compression)."""

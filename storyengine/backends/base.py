@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..specs import ShotPlan
+from ..specs import CharacterRef, ShotPlan
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``; called as frames are produced."""
@@ -61,5 +62,42 @@ class VideoBackend:
         merged = {**self.options.model_dump(), **plan.backend_options}
         return self.Options(**merged)
 
+    # -- What the planner asks before anything loads (class-level: no weights needed) ----------
+
+    @classmethod
+    def frame_step_for(cls, options: "VideoBackend.Options") -> int:
+        """Valid frame counts are ``step·k + 1`` for this model family; 1 means any count."""
+        return 1
+
+    @classmethod
+    def planned_num_frames(cls, n: int, options: "VideoBackend.Options") -> int:
+        """The frame count to plan for a shot of ``n`` frames: the smallest valid count ≥ ``n``."""
+        step = cls.frame_step_for(options)
+        return n if step <= 1 or (n - 1) % step == 0 else ((n - 1) // step + 1) * step + 1
+
+    @classmethod
+    def planned_conditioning(cls, characters: list[CharacterRef], options: "VideoBackend.Options") -> list[str]:
+        """The labels :meth:`generate` will put in ``clip.meta["conditioning"]`` for these characters."""
+        return ["still"]
+
     def generate(self, plan: ShotPlan, progress: Progress | None = None) -> Clip:
         raise NotImplementedError
+
+
+def prompt_with_triggers(prompt: str, characters: list[CharacterRef]) -> str:
+    """``prompt`` with any missing adapter trigger words put in front, in the order of the characters.
+
+    A trigger counts as present when it appears as a whole word (case-insensitive), so the
+    planner and a back-end can both apply this without doubling words.
+    """
+    prompt = prompt.strip()
+    missing: list[str] = []
+    for char in characters:
+        for adapter in char.adapters:
+            trigger = str(adapter.get("trigger") or "").strip()
+            if not trigger:
+                continue
+            pattern = r"(?<![\w])" + re.escape(trigger) + r"(?![\w])"
+            if not re.search(pattern, prompt, flags=re.IGNORECASE) and trigger not in missing:
+                missing.append(trigger)
+    return ", ".join(missing + ([prompt] if prompt else []))

@@ -38,7 +38,14 @@ class CogVideoXBackend(DiffusersBackend):
 
         return CogVideoXImageToVideoPipeline
 
+    @classmethod
+    def frame_step_for(cls, options: Any) -> int:
+        """CogVideoX 1.5 also patches time by 2 (8k+1); told apart by its name before it loads."""
+        return 8 if "1.5" in options.model else 4
+
     def frame_step(self) -> int:
+        if self._pipeline is None:
+            return self.frame_step_for(self.options)
         step = super().frame_step()
         pipe = self._pipeline
         patch_t = getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size_t", None)

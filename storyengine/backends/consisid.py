@@ -16,7 +16,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field
 
 from ..errors import BackendError
-from ..specs import ShotPlan
+from ..specs import CharacterRef, ShotPlan
 from ._diffusers import DiffusersBackend, DiffusersOptions, generator, load_still, resolve_device
 
 FaceEmbedder = Callable[[Any], tuple[Any, Any]]
@@ -82,6 +82,13 @@ class ConsisIDBackend(DiffusersBackend):
         from diffusers import ConsisIDPipeline
 
         return ConsisIDPipeline
+
+    @classmethod
+    def planned_conditioning(cls, characters: list[CharacterRef], options: Any) -> list[str]:
+        labels = super().planned_conditioning(characters, options)
+        if options.identity == "face":
+            labels.insert(1, "face_embedding")
+        return labels
 
     def face_embedder(self, opts: Any) -> FaceEmbedder:
         if self._face_embedder is None:

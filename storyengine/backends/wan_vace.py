@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import BackendError
-from ..specs import ShotPlan
+from ..specs import CharacterRef, ShotPlan
 from ._diffusers import DiffusersBackend, DiffusersOptions, generator, load_still
 
 SubjectMasker = Callable[[Any], np.ndarray]
@@ -86,6 +86,16 @@ class WanVaceBackend(DiffusersBackend):
         from diffusers import WanVACEPipeline
 
         return WanVACEPipeline
+
+    @classmethod
+    def planned_conditioning(cls, characters: list[CharacterRef], options: Any) -> list[str]:
+        labels = super().planned_conditioning(characters, options)
+        if not options.keep_still:
+            labels.remove("still")
+        n_refs = min(options.reference_images, sum(len(c.photos) for c in characters))
+        if n_refs:
+            labels.insert(1 if options.keep_still else 0, f"reference_images:{n_refs}")
+        return labels
 
     def reference_images(self, plan: ShotPlan, opts: Any) -> list:
         """Up to ``opts.reference_images`` photos, taken round-robin across the shot's characters."""
