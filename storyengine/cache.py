@@ -74,7 +74,7 @@ def backend_identity(backend: Any, plan: ShotPlan) -> dict[str, Any]:
 def take_key(plan: ShotPlan, backend: Any, *, take_crf: int) -> str:
     """The frame key of a take: equal keys mean byte-identical frames."""
     p = plan.model_dump(mode="json")
-    for k in ("episode_id", "index", "min_frames", "bound", "duration"):
+    for k in ("episode_id", "index", "min_frames", "bound", "duration", "takes", "moods", "continues_from"):
         p.pop(k, None)
     p["still"] = file_sha256(plan.still)
     p["characters"] = [

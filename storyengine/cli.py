@@ -86,7 +86,7 @@ def plan_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
         return
     t = Table("episode", "shot", "still", "characters", "seed", "frames", "fps", "size", "backend", "conditioning", title=f"plan: {s.series}")
     for p in plans:
-        t.add_row(p.episode_id, p.shot_id, Path(p.still).name, ", ".join(c.handle for c in p.characters), str(p.seed),
+        t.add_row(p.episode_id, p.shot_id, f"last frame of {p.continues_from}" if p.continues_from else Path(p.still).name, ", ".join(c.handle for c in p.characters), str(p.seed),
                   str(p.num_frames), str(p.fps), f"{p.width}x{p.height}", p.backend, ", ".join(p.conditioning))
     console.print(t)
 
@@ -168,7 +168,7 @@ def demo_cmd(workspace: Path = typer.Option(Path("demo"), "--workspace", "-w", h
 
 
 # Commands live in small modules by noun; importing them registers them on `app`.
-from . import cli_characters, cli_report  # noqa: E402,F401
+from . import cli_characters, cli_episodes, cli_lora, cli_report  # noqa: E402,F401
 
 
 def main() -> None:  # pragma: no cover

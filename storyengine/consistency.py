@@ -1,27 +1,47 @@
 """Frames + characters → per-frame similarity → Verdict (accept / trim / reject; the renderer turns reject into retry).
 
-For each frame and each encoder the characters use: detect, **assign** detections to the planned
-characters (Hungarian assignment on similarity, so two characters are never scored on the same
-face), and score each character against its registered vectors (best reference). A character
-not found in a frame is *unknown* (similarity None), never *drifted*.
+For each frame and each encoder the characters use: find faces (or subjects), **assign**
+detections to the planned characters (the largest face for a lone character in sampled mode,
+otherwise Hungarian assignment on similarity, so two characters are never scored on the same
+face), and score each character against its registered vectors (best reference, and centroid).
+A character not found in a frame is *unknown* (similarity None), never *drifted*.
+
+Two modes:
+
+* ``sampled`` — the protocol identity papers use: 16 evenly spaced frames, full detection on
+  each, the largest/assigned face, similarity clamped at 0, frames without a face skipped;
+* ``full`` — every frame (``check_stride``): full detection every ``detect_stride`` frames,
+  faces tracked in between (:mod:`storyengine.tracking`), vectors reused for unchanged crops,
+  and observations cached per (video sha256, encoder, mode, strides) in the registry.
+
+Temporal signals (VBench-style): per character, *subject consistency* (each frame's embedding
+against the first and the previous scored frame, cosine, averaged); per clip, *flicker* (mean
+absolute difference of consecutive frames, 0–1). A run of unknown frames longer than
+``unknown_run_limit`` seconds is reported as its own finding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
+import cv2
 import numpy as np
 
 from . import media, plugins
 from .encoders.base import Encoder, l2n
-from .errors import RegistryError
+from .errors import RegistryError, StoryEngineError
 from .registry import Registry
 from .settings import Settings
 from .specs import CharacterSummary, FrameScore, Verdict
+from .tracking import FaceTracker, FrameObserver, Observation, can_track
 
 SAMPLED_FRAMES = 16
+MODES = ("full", "sampled")
+CACHE_VERSION = 1
 
 
 @dataclass
@@ -37,6 +57,9 @@ class Reference:
 
     def similarity(self, v: np.ndarray) -> float:
         return float(np.max(self.vectors @ l2n(v)))
+
+    def centroid_similarity(self, v: np.ndarray) -> float:
+        return float(self.centroid @ l2n(v))
 
 
 def derive_bound(encoder: Encoder, vectors: np.ndarray) -> tuple[float, str]:
@@ -56,7 +79,12 @@ def derive_bound(encoder: Encoder, vectors: np.ndarray) -> tuple[float, str]:
 
 
 def references_for(reg: Registry, handle: str, *, bound: float | None = None) -> list[Reference]:
-    """Every encoder the character has vectors for, with its bound (``bound`` overrides)."""
+    """Every installed encoder the character has vectors for (same name and version), with its bound.
+
+    ``bound`` (settings or shot spec) overrides the derived bound. When the registry keeps
+    per-character identity statistics (``Registry.identity``), their bound is used.
+    """
+    reg.character(handle)  # names the handle when unknown
     refs = []
     for enc_name, version in reg.encoders_of(handle):
         try:
@@ -65,49 +93,153 @@ def references_for(reg: Registry, handle: str, *, bound: float | None = None) ->
             continue  # vectors of an encoder not installed here cannot be checked; report skips it
         if enc.version != version:
             continue  # never compare vectors of another encoder version
-        vecs = np.stack([l2n(v.vector) for v in reg.vectors(handle, enc_name)])
-        b, src = derive_bound(enc, vecs)
+        vecs = np.stack([l2n(v.vector) for v in reg.vectors(handle, enc_name) if v.encoder_version == version])
+        b, src = _stored_bound(reg, handle, enc) or derive_bound(enc, vecs)
         if bound is not None:
             b, src = bound, "override"
-        refs.append(Reference(handle, enc, vecs, l2n(vecs.mean(axis=0)), b, src))
+        refs.append(Reference(handle, enc, vecs, l2n(vecs.mean(axis=0)), float(b), src))
     if not refs:
         raise RegistryError(f"character {handle!r} has no vectors for any installed encoder")
     return refs
 
 
+def _stored_bound(reg: Registry, handle: str, enc: Encoder) -> tuple[float, str] | None:
+    ident = getattr(reg, "identity", None)
+    if ident is None:
+        return None
+    for r in ident(handle, enc.name) or []:
+        if r.get("encoder") == enc.name and r.get("encoder_version", enc.version) == enc.version and r.get("bound") is not None:
+            return float(r["bound"]), str(r.get("bound_source") or "registry identity statistics")
+    return None
+
+
 def sample_indices(num_frames: int, mode: str, stride: int = 1) -> list[int]:
+    """Frame indices scored: 16 evenly spaced (sampled) or every ``stride``-th frame (full)."""
+    if mode not in MODES:
+        raise StoryEngineError(f"unknown check mode {mode!r}; use one of: {', '.join(MODES)}")
+    if num_frames <= 0:
+        return []
     if mode == "sampled":
         n = min(SAMPLED_FRAMES, num_frames)
         return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, n)})
     return list(range(0, num_frames, max(1, stride)))
 
 
-def score_frame(frame: np.ndarray, index: int, time: float, refs: list[Reference], clamp: bool = False) -> list[FrameScore]:
-    """Scores of every (character, encoder) in one frame, detections assigned one-to-one."""
+# ------------------------------------------------------------------ scoring observations
+def _assign(rs: list[Reference], obs: list[Observation], largest: bool) -> dict[str, tuple[float, Observation]]:
+    """Detections → characters: one-to-one, maximising total similarity (or the largest face for one character)."""
+    if not obs:
+        return {}
+    if largest and len(rs) == 1:
+        o = max(obs, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
+        return {rs[0].handle: (rs[0].similarity(o.vector), o)}
     from scipy.optimize import linear_sum_assignment
 
-    out: list[FrameScore] = []
-    by_encoder: dict[str, list[Reference]] = {}
-    for r in refs:
-        by_encoder.setdefault(r.encoder.name, []).append(r)
-    for enc_name, rs in by_encoder.items():
-        dets = rs[0].encoder.embed(frame)
-        assigned: dict[str, tuple[float, tuple[int, int, int, int]]] = {}
-        if dets:
-            sim = np.array([[r.similarity(d.vector) for d in dets] for r in rs])
-            rows, cols = linear_sum_assignment(-sim)
-            for i, j in zip(rows, cols):
-                assigned[rs[i].handle] = (float(sim[i, j]), dets[j].box)
-        for r in rs:
-            if r.handle in assigned:
-                s, box = assigned[r.handle]
-                s = max(0.0, s) if clamp else s
-                out.append(FrameScore(index=index, time=round(time, 4), character=r.handle, encoder=enc_name,
-                                      similarity=round(s, 5), box=tuple(int(v) for v in box), drifted=s < r.bound))
-            else:
-                out.append(FrameScore(index=index, time=round(time, 4), character=r.handle, encoder=enc_name,
-                                      similarity=None, drifted=False))
+    sim = np.array([[r.similarity(o.vector) for o in obs] for r in rs])
+    rows, cols = linear_sum_assignment(-sim)
+    return {rs[i].handle: (float(sim[i, j]), obs[j]) for i, j in zip(rows, cols)}
+
+
+def _score(index: int, time: float, rs: list[Reference], obs: list[Observation], mode: str) -> list[tuple[FrameScore, np.ndarray | None]]:
+    assigned = _assign(rs, obs, largest=(mode == "sampled"))
+    out = []
+    for r in rs:
+        if r.handle not in assigned:
+            out.append((FrameScore(index=index, time=round(time, 4), character=r.handle, encoder=r.encoder.name,
+                                   similarity=None, drifted=False), None))
+            continue
+        s, o = assigned[r.handle]
+        c = r.centroid_similarity(o.vector)
+        if mode == "sampled":
+            s, c = max(0.0, s), max(0.0, c)
+        out.append((FrameScore(index=index, time=round(time, 4), character=r.handle, encoder=r.encoder.name,
+                               similarity=round(s, 5), centroid=round(c, 5), box=tuple(int(v) for v in o.box),
+                               drifted=s < r.bound, source=o.source if mode == "full" else "detected"), o.vector))
     return out
+
+
+def score_frame(frame: np.ndarray, index: int, time: float, refs: list[Reference], clamp: bool = False) -> list[FrameScore]:
+    """Scores of every (character, encoder) in one frame (full detection), detections assigned one-to-one."""
+    out: list[FrameScore] = []
+    for rs in _by_encoder(refs).values():
+        obs = [Observation(tuple(int(v) for v in d.box), d.vector, "detected") for d in rs[0].encoder.embed(frame)]
+        out += [fs for fs, _ in _score(index, time, rs, obs, "sampled" if clamp else "full")]
+    return out
+
+
+def _by_encoder(refs: list[Reference]) -> dict[str, list[Reference]]:
+    groups: dict[str, list[Reference]] = {}
+    for r in refs:
+        groups.setdefault(r.encoder.key(), []).append(r)
+    return groups
+
+
+@dataclass
+class ScoreRun:
+    """Everything one pass over a clip produced."""
+
+    scores: list[FrameScore]
+    vectors: dict[tuple[str, str, int], np.ndarray]  # (handle, encoder, frame) → assigned vector
+    flicker: float | None
+    frames_decoded: int
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def observe_frames(
+    frames: Iterable[np.ndarray], encoders: list[Encoder], wanted: set[int], *, mode: str, detect_stride: int,
+    progress: Callable[[int, int], None] | None = None, total: int = 0,
+) -> tuple[dict[str, dict[int, list[Observation]]], float | None, int, dict[str, int]]:
+    """One decode pass: observations per encoder key and wanted frame, and the clip's flicker."""
+    observers: dict[str, Any] = {}
+    for enc in encoders:
+        if mode == "full" and can_track(enc):
+            observers[enc.key()] = FaceTracker(enc, detect_stride=max(1, detect_stride))
+        elif mode == "full":
+            observers[enc.key()] = FrameObserver(enc)
+    obs: dict[str, dict[int, list[Observation]]] = {e.key(): {} for e in encoders}
+    prev_small: np.ndarray | None = None
+    diffs: list[float] = []
+    n = 0
+    for i, frame in enumerate(frames):
+        n = i + 1
+        small = _small(frame)
+        if prev_small is not None and prev_small.shape == small.shape:
+            diffs.append(float(np.abs(small - prev_small).mean()) / 255.0)
+        prev_small = small
+        if i in wanted:
+            for enc in encoders:
+                if mode == "full":
+                    obs[enc.key()][i] = observers[enc.key()].observe(frame)
+                else:
+                    obs[enc.key()][i] = [Observation(tuple(int(v) for v in d.box), d.vector, "detected") for d in enc.embed(frame)]
+        if progress:
+            progress(i + 1, total)
+    stats: dict[str, int] = {}
+    for o in observers.values():
+        for k, v in o.stats.items():
+            stats[k] = stats.get(k, 0) + v
+    return obs, (round(float(np.mean(diffs)), 5) if diffs else None), n, stats
+
+
+def _small(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if w > 320:
+        frame = cv2.resize(frame, (320, max(1, round(320 * h / w))), interpolation=cv2.INTER_AREA)
+    return frame.astype(np.float32)
+
+
+def score_observations(obs: dict[str, dict[int, list[Observation]]], refs: list[Reference], *, fps: float, mode: str
+                       ) -> tuple[list[FrameScore], dict[tuple[str, str, int], np.ndarray]]:
+    scores: list[FrameScore] = []
+    vectors: dict[tuple[str, str, int], np.ndarray] = {}
+    for key, rs in _by_encoder(refs).items():
+        for i in sorted(obs.get(key, {})):
+            for fs, v in _score(i, i / fps, rs, obs[key][i], mode):
+                scores.append(fs)
+                if v is not None:
+                    vectors[(fs.character, fs.encoder, i)] = v
+    scores.sort(key=lambda s: (s.index, s.character, s.encoder))
+    return scores, vectors
 
 
 def score_frames(
@@ -118,25 +250,37 @@ def score_frames(
     num_frames: int,
     mode: str = "full",
     stride: int = 1,
+    detect_stride: int = 8,
     progress: Callable[[int, int], None] | None = None,
-) -> Iterator[FrameScore]:
-    """Stream frames, score the selected ones; yields FrameScore rows."""
+) -> ScoreRun:
+    """Stream frames once; score the selected ones for every reference; measure flicker."""
     wanted = set(sample_indices(num_frames, mode, stride))
-    last = max(wanted) if wanted else -1
-    for i, frame in enumerate(frames):
-        if i > last:
-            break
-        if i in wanted:
-            yield from score_frame(frame, i, i / fps, refs, clamp=(mode == "sampled"))
-        if progress:
-            progress(i + 1, num_frames)
+    encoders = [rs[0].encoder for rs in _by_encoder(refs).values()]
+    obs, flicker, n, stats = observe_frames(frames, encoders, wanted, mode=mode, detect_stride=detect_stride,
+                                            progress=progress, total=num_frames)
+    scores, vectors = score_observations(obs, refs, fps=fps, mode=mode)
+    return ScoreRun(scores, vectors, flicker, n, stats)
 
 
-def summarise(scores: list[FrameScore], refs: list[Reference]) -> list[CharacterSummary]:
+# ------------------------------------------------------------------ summaries and verdicts
+def subject_consistency(vectors: list[np.ndarray]) -> float | None:
+    """VBench's subject consistency on identity vectors: mean over frames 2.. of (cos to first + cos to previous) / 2."""
+    if len(vectors) < 2:
+        return None
+    v = np.stack([l2n(x) for x in vectors])
+    vals = [(float(v[k] @ v[0]) + float(v[k] @ v[k - 1])) / 2.0 for k in range(1, len(v))]
+    return round(float(np.mean(vals)), 4)
+
+
+def summarise(scores: list[FrameScore], refs: list[Reference], vectors: dict[tuple[str, str, int], np.ndarray] | None = None,
+              mode: str | None = None) -> list[CharacterSummary]:
     out = []
     for r in refs:
         mine = [s for s in scores if s.character == r.handle and s.encoder == r.encoder.name]
         sims = np.array([s.similarity for s in mine if s.similarity is not None], dtype=np.float64)
+        cents = np.array([s.centroid for s in mine if s.centroid is not None], dtype=np.float64)
+        vecs = [vectors[(r.handle, r.encoder.name, s.index)] for s in mine
+                if vectors and (r.handle, r.encoder.name, s.index) in vectors]
         out.append(CharacterSummary(
             handle=r.handle, encoder=r.encoder.name, bound=round(r.bound, 4), frames_scored=int(sims.size),
             frames_missing=sum(1 for s in mine if s.similarity is None),
@@ -144,54 +288,68 @@ def summarise(scores: list[FrameScore], refs: list[Reference]) -> list[Character
             mean=round(float(sims.mean()), 4) if sims.size else None,
             min=round(float(sims.min()), 4) if sims.size else None,
             p5=round(float(np.percentile(sims, 5)), 4) if sims.size else None,
+            centroid_mean=round(float(cents.mean()), 4) if cents.size else None,
+            subject_consistency=subject_consistency(vecs), bound_source=r.bound_source, mode=mode,
+            mean_vector=[round(float(x), 6) for x in l2n(np.mean(vecs, axis=0))] if vecs else None,
         ))
     return out
 
 
+def _span(a: int, b: int) -> str:
+    return f"{a}–{b}" if a != b else f"{a}"
+
+
 def decide(scores: list[FrameScore], refs: list[Reference], *, num_frames: int, min_frames: int, fps: float,
-           stride: int = 1, unknown_run_limit: float = 1.0) -> Verdict:
-    """Accept, trim a drifted head/tail, or reject — with the numbers behind the decision."""
-    summaries = summarise(scores, refs)
-    notes = []
-    for s in summaries:
-        if s.frames_scored == 0:
-            return Verdict(decision="reject", reason=f"{s.handle} not found in any of {s.frames_missing} scored frames ({s.encoder})",
-                           keep_start=0, keep_end=0, summaries=summaries)
-    # unknown runs: a finding, not drift
+           stride: int = 1, unknown_run_limit: float = 1.0, vectors: dict[tuple[str, str, int], np.ndarray] | None = None,
+           mode: str | None = None, flicker: float | None = None) -> Verdict:
+    """Accept, trim a drifted head/tail, or reject — with the numbers behind the decision.
+
+    ``stride`` is the gap between scored frames, so runs of drifted/unknown frames are joined
+    across unscored frames in between.
+    """
+    summaries = summarise(scores, refs, vectors, mode)
+    extra = {"summaries": summaries, "mode": mode, "flicker": flicker}
+    # 1. unknown runs: findings of their own, not drift
+    findings = []
     for r in refs:
         miss = sorted(s.index for s in scores if s.character == r.handle and s.encoder == r.encoder.name and s.similarity is None)
         for a, b in _ranges_stride(miss, stride):
-            if (b - a + 1) / fps > unknown_run_limit:
-                notes.append(f"{r.handle} not visible in frames {a}-{b} ({(b - a + 1) / fps:.1f} s)")
+            secs = (b - a + max(1, stride)) / fps
+            if secs > unknown_run_limit:
+                findings.append(f"{r.handle} not visible ({r.encoder.name}) in frames {_span(a, b)} ({secs:.1f} s > {unknown_run_limit:g} s)")
+    tail = ("; " + "; ".join(findings)) if findings else ""
+    for s in summaries:
+        if s.frames_scored == 0:
+            return Verdict(decision="reject", reason=f"{s.handle} not found in any of {s.frames_missing} scored frames ({s.encoder})",
+                           keep_start=0, keep_end=0, findings=findings, **extra)
+    # 2. drift
     drifted = sorted({s.index for s in scores if s.drifted})
-    extra = ("; " + "; ".join(notes)) if notes else ""
     if not drifted:
         mins = ", ".join(f"{s.handle} min {s.min:.3f} ≥ bound {s.bound:.3f}" for s in summaries)
-        return Verdict(decision="accept", reason=f"all scored frames within bound: {mins}{extra}",
-                       keep_start=0, keep_end=num_frames, summaries=summaries)
+        return Verdict(decision="accept", reason=f"all scored frames within bound: {mins}{tail}",
+                       keep_start=0, keep_end=num_frames, findings=findings, **extra)
     bad = [s for s in scores if s.drifted]
     worst = min(bad, key=lambda s: s.similarity if s.similarity is not None else 1.0)
     runs = _ranges_stride(drifted, stride)
-    where = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
-    what = (f"frames {where} below bound {next(r.bound for r in refs if r.handle == worst.character and r.encoder.name == worst.encoder):.3f}: "
-            f"min {worst.similarity:.3f} ({worst.character}, {worst.encoder})")
-    # the clean stretch between a drifted head and a drifted tail
+    where = ", ".join(_span(a, b) for a, b in runs)
+    wb = next(r.bound for r in refs if r.handle == worst.character and r.encoder.name == worst.encoder)
+    what = f"frames {where} below bound {wb:.3f}: min {worst.similarity:.3f} ({worst.character}, {worst.encoder})"
+    # 3. the clean stretch between a drifted head and a drifted tail
     scored = sorted({s.index for s in scores})
     head = runs[0] if runs[0][0] == scored[0] else None
-    tail = runs[-1] if runs[-1][1] == scored[-1] else None
-    inner = [r for r in runs if r is not head and r is not tail]
+    tl = runs[-1] if runs[-1][1] == scored[-1] else None
+    inner = [r for r in runs if r is not head and r is not tl]
     if not inner:
         keep_start = head[1] + 1 if head else 0
-        keep_end = tail[0] if tail else num_frames
+        keep_end = tl[0] if tl else num_frames
         if keep_end - keep_start >= min_frames:
-            return Verdict(decision="trim", reason=f"{what}; kept frames {keep_start}-{keep_end - 1} "
-                           f"({(keep_end - keep_start) / fps:.2f} s ≥ minimum {min_frames / fps:.2f} s){extra}",
-                           keep_start=keep_start, keep_end=keep_end, summaries=summaries)
+            return Verdict(decision="trim", reason=f"{what}; kept frames {keep_start}–{keep_end - 1} "
+                           f"({(keep_end - keep_start) / fps:.2f} s ≥ minimum {min_frames / fps:.2f} s){tail}",
+                           keep_start=keep_start, keep_end=keep_end, findings=findings, **extra)
         clean = (f"; the clean part ({(keep_end - keep_start) / fps:.2f} s) is shorter than the minimum {min_frames / fps:.2f} s"
                  if keep_end > keep_start else "")
-        return Verdict(decision="reject", reason=f"{what}{clean}{extra}",
-                       keep_start=0, keep_end=0, summaries=summaries)
-    return Verdict(decision="reject", reason=f"{what}{extra}", keep_start=0, keep_end=0, summaries=summaries)
+        return Verdict(decision="reject", reason=f"{what}{clean}{tail}", keep_start=0, keep_end=0, findings=findings, **extra)
+    return Verdict(decision="reject", reason=f"{what}{tail}", keep_start=0, keep_end=0, findings=findings, **extra)
 
 
 def _ranges_stride(idx: list[int], stride: int) -> list[tuple[int, int]]:
@@ -204,6 +362,119 @@ def _ranges_stride(idx: list[int], stride: int) -> list[tuple[int, int]]:
     return runs
 
 
+# ------------------------------------------------------------------ the observation cache
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cache_key(sha: str, enc: Encoder, mode: str, stride: int, detect_stride: int) -> dict[str, Any]:
+    return {"sha256": sha, "encoder": enc.name, "encoder_version": enc.version,
+            "params": json.dumps({"v": CACHE_VERSION, "mode": mode, "stride": stride, "detect_stride": detect_stride})}
+
+
+def _cache_get(reg: Registry, key: dict[str, Any]) -> tuple[dict[int, list[Observation]], float | None, int] | None:
+    if "check_cache" not in reg.db.table_names():
+        return None
+    rows = list(reg.db.query("select * from check_cache where sha256 = ? and encoder = ? and encoder_version = ? and params = ?",
+                             [key["sha256"], key["encoder"], key["encoder_version"], key["params"]]))
+    if not rows:
+        return None
+    data = json.loads(rows[0]["observations"])
+    obs = {int(i): [Observation(tuple(o["box"]), np.asarray(o["vector"], dtype=np.float32), o["source"]) for o in lst]
+           for i, lst in data.items()}
+    return obs, rows[0]["flicker"], rows[0]["frames"]
+
+
+def _cache_put(reg: Registry, key: dict[str, Any], obs: dict[int, list[Observation]], flicker: float | None, frames: int) -> None:
+    if "check_cache" not in reg.db.table_names():
+        return
+    from .registry import now
+
+    data = {str(i): [{"box": list(o.box), "vector": [round(float(x), 6) for x in o.vector], "source": o.source} for o in lst]
+            for i, lst in obs.items()}
+    with reg.transaction():
+        reg.db["check_cache"].insert({**key, "frames": frames, "flicker": flicker, "observations": json.dumps(data),
+                                      "created_at": now()}, replace=True)
+
+
+# ------------------------------------------------------------------ checking a file
+@dataclass
+class CheckResult:
+    verdict: Verdict
+    scores: list[FrameScore]
+    fps: float
+    num_frames: int
+    stats: dict[str, int]
+    cached: bool
+
+
+def check(
+    path: str | Path,
+    refs: list[Reference],
+    *,
+    min_frames: int | None = None,
+    settings: Settings | None = None,
+    mode: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    reg: Registry | None = None,
+) -> CheckResult:
+    """Score a video file (any tool's) against ``refs`` and decide; ``reg`` enables the observation cache.
+
+    Args:
+        path: the video file.
+        refs: references of the characters planned in the clip (:func:`references_for`).
+        min_frames: the shortest clip a trim may keep (default 60 % of the clip).
+        settings: ``check_mode``, ``check_stride``, ``detect_stride``, ``unknown_run_limit``.
+        mode: ``full`` or ``sampled`` (default ``settings.check_mode``).
+    """
+    settings = settings or Settings()
+    mode = mode or settings.check_mode
+    if mode not in MODES:
+        raise StoryEngineError(f"unknown check mode {mode!r}; use one of: {', '.join(MODES)}")
+    info = media.probe(path)
+    v = media.video_stream(info, path)
+    fps = media.fps_of(v) or 24.0
+    n = int(v.get("nb_frames") or 0) or media.count_frames(path)
+    stride = max(1, settings.check_stride) if mode == "full" else 1
+    detect_stride = max(1, settings.detect_stride)
+    wanted = set(sample_indices(n, mode, stride))
+    encoders = [rs[0].encoder for rs in _by_encoder(refs).values()]
+    # 1. Observations: from the cache where this file was already observed with an encoder
+    obs: dict[str, dict[int, list[Observation]]] = {}
+    flicker: float | None = None
+    frames_seen = n
+    sha = file_sha256(path) if reg is not None else None
+    keys = {e.key(): _cache_key(sha, e, mode, stride, detect_stride) for e in encoders} if sha else {}
+    missing = []
+    for e in encoders:
+        hit = _cache_get(reg, keys[e.key()]) if reg is not None else None
+        if hit:
+            obs[e.key()], flicker, frames_seen = hit
+        else:
+            missing.append(e)
+    stats: dict[str, int] = {}
+    if missing or not encoders:
+        new, flicker, frames_seen, stats = observe_frames(media.iter_frames(path), missing, wanted, mode=mode,
+                                                          detect_stride=detect_stride, progress=progress, total=n)
+        obs.update(new)
+        if reg is not None:
+            for e in missing:
+                _cache_put(reg, keys[e.key()], new[e.key()], flicker, frames_seen)
+    n = min(n, frames_seen) if frames_seen else n
+    # 2. Scores and verdict
+    scores, vectors = score_observations(obs, refs, fps=fps, mode=mode)
+    scores = [s for s in scores if s.index < n]
+    gap = stride if mode == "full" else max(1, -(-(n - 1) // max(1, SAMPLED_FRAMES - 1)))  # ceil: the sampling step
+    verdict = decide(scores, refs, num_frames=n, min_frames=min_frames if min_frames is not None else max(1, int(0.6 * n)),
+                     fps=fps, stride=gap, unknown_run_limit=settings.unknown_run_limit, vectors=vectors, mode=mode,
+                     flicker=flicker)
+    return CheckResult(verdict, scores, fps, n, stats, cached=not missing and bool(encoders))
+
+
 def check_video(
     path: str | Path,
     refs: list[Reference],
@@ -212,16 +483,8 @@ def check_video(
     settings: Settings | None = None,
     mode: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    reg: Registry | None = None,
 ) -> tuple[Verdict, list[FrameScore]]:
-    """Score a video file (any tool's) against ``refs`` and decide."""
-    settings = settings or Settings()
-    mode = mode or settings.check_mode
-    info = media.probe(path)
-    v = media.video_stream(info, path)
-    fps = media.fps_of(v) or 24.0
-    n = int(v.get("nb_frames") or 0) or media.count_frames(path)
-    stride = settings.check_stride if mode == "full" else 1
-    scores = list(score_frames(media.iter_frames(path), refs, fps=fps, num_frames=n, mode=mode, stride=stride, progress=progress))
-    verdict = decide(scores, refs, num_frames=n, min_frames=min_frames if min_frames is not None else max(1, int(0.6 * n)),
-                     fps=fps, stride=stride if mode == "full" else max(1, n // SAMPLED_FRAMES), unknown_run_limit=settings.unknown_run_limit)
-    return verdict, scores
+    """Score a video file against ``refs`` and decide (see :func:`check`)."""
+    res = check(path, refs, min_frames=min_frames, settings=settings, mode=mode, progress=progress, reg=reg)
+    return res.verdict, res.scores

@@ -61,7 +61,7 @@ class LocalExecutor:
         self.backend = backend
 
     def run(self, chains, refs, ctx, on_result, progress=None) -> None:
-        built = [r.build() for r in refs]
+        built = [r.build(ctx.settings) for r in refs]
         for chain in chains:
             prev: ShotResult | None = None
             for plan in chain:
@@ -161,5 +161,5 @@ class ShotWorker:
         return os.getpid()
 
     def shot(self, plan: ShotPlan, refs: list[RefSpec], ctx: ShotContext, predecessor: ShotResult | None) -> ShotResult:
-        built = [r.build() for r in refs]
+        built = [r.build(ctx.settings) for r in refs]
         return produce_shot(continue_plan(plan, predecessor, ctx), self.backend, built, ctx)

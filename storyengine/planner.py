@@ -154,7 +154,7 @@ def plan_series(
                 fps=spec.fps, width=spec.width, height=spec.height, num_frames=num_frames,
                 duration=num_frames / spec.fps, min_frames=min(num_frames, max(1, round(min_dur * spec.fps))),
                 bound=shot.bound, backend=spec.backend, backend_options=options,
-                conditioning=conditioning, continues_from=continues_from,
+                conditioning=conditioning, continues_from=continues_from, takes=shot.takes, moods=list(shot.moods),
             )
             plans.append(plan)
             previous = plan

@@ -87,6 +87,46 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m002_registry_identity(db: sqlite_utils.Database) -> None:
+    """Per-character identity statistics per encoder version; adapter name and training steps."""
+    db["identity"].create(
+        {"handle": str, "encoder": str, "encoder_version": str, "n": int, "dim": int, "centroid": bytes,
+         "max_distance": float, "mean_distance": float, "bound": float, "bound_source": str, "updated_at": str},
+        pk=("handle", "encoder", "encoder_version"), foreign_keys=[("handle", "characters", "handle")],
+    )
+    db["adapters"].add_column("name", str)
+    db["adapters"].add_column("steps", int)
+    db["embeddings"].create_index(["photo_id"])
+
+
+@migration
+def m003_checker(db: sqlite_utils.Database) -> None:
+    """Checker: temporal signals and findings per take, centroid/consistency per character, cached observations."""
+    db["takes"].add_column("flicker", float)
+    db["takes"].add_column("findings", str)
+    for col, typ in (("centroid_mean", float), ("subject_consistency", float), ("bound_source", str), ("mode", str),
+                     ("mean_vector", str)):
+        db["character_scores"].add_column(col, typ)
+    db["character_scores"].create_index(["take_id"])
+    db["frame_scores"].add_column("centroid", float)
+    db["frame_scores"].add_column("source", str)
+    db["check_cache"].create(
+        {"sha256": str, "encoder": str, "encoder_version": str, "params": str, "frames": int, "flicker": float,
+         "observations": str, "created_at": str},
+        pk=("sha256", "encoder", "encoder_version", "params"),
+    )
+
+
+@migration
+def m004_episodes(db: sqlite_utils.Database) -> None:
+    """Takes and moods: each take's mood and whether the episode used it; episodes' contact sheet and signing."""
+    db["takes"].add_column("mood", str)
+    db["takes"].add_column("used", int)
+    db["episodes"].add_column("contact_sheet", str)
+    db["episodes"].add_column("signed", int)
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Apply pending migrations in order; return the names applied."""
     if "_migrations" not in db.table_names():
@@ -169,11 +209,16 @@ class Registry:
     def all_phashes(self) -> list[dict[str, Any]]:
         return list(self.db.query("select id, handle, source, phash from photos"))
 
-    def vectors(self, handle: str, encoder: str | None = None) -> list[StoredVector]:
+    def vectors(self, handle: str, encoder: str | None = None, version: str | None = None) -> list[StoredVector]:
+        """Stored vectors of ``handle``; pass ``encoder`` and ``version`` (the configured encoder's
+        ``.version``) when comparing, so vectors of other weights are never mixed in."""
         where, args = "handle = ?", [handle]
         if encoder:
             where += " and encoder = ?"
             args.append(encoder)
+        if version:
+            where += " and encoder_version = ?"
+            args.append(version)
         out = []
         for r in self.db["embeddings"].rows_where(where, args, order_by="id"):
             vec = np.frombuffer(r["vector"], dtype=np.float32).copy()
@@ -186,6 +231,23 @@ class Registry:
     def encoders_of(self, handle: str) -> list[tuple[str, str]]:
         return [(r["encoder"], r["encoder_version"]) for r in self.db.query(
             "select distinct encoder, encoder_version from embeddings where handle = ? order by encoder", [handle])]
+
+    def identity(self, handle: str, encoder: str | None = None) -> list[dict[str, Any]]:
+        """Stored identity statistics of ``handle``, one dict per (encoder, encoder_version).
+
+        Keys: handle, encoder, encoder_version, n, dim, centroid (float32 array, L2-normalised),
+        max_distance / mean_distance (cosine distance over the pairs of its own photos), bound
+        (cosine similarity a match must reach) and bound_source. Kept current by every write
+        that changes the character's vectors (``register.refresh_identity``).
+        """
+        where, args = "handle = ?", [handle]
+        if encoder:
+            where += " and encoder = ?"
+            args.append(encoder)
+        out = []
+        for r in self.db["identity"].rows_where(where, args, order_by="encoder, encoder_version"):
+            out.append({**r, "centroid": np.frombuffer(r["centroid"], dtype=np.float32).copy()})
+        return out
 
     def adapters(self, handle: str) -> list[dict[str, Any]]:
         return list(self.db["adapters"].rows_where("handle = ?", [handle], order_by="id"))

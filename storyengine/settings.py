@@ -16,16 +16,32 @@ class Settings:
     # checking
     check_mode: str = "full"  # "full": every frame; "sampled": 16 evenly spaced frames
     check_stride: int = 1  # in full mode, score every Nth frame
+    detect_stride: int = 8  # in full mode, a full-frame detection every Nth frame; faces are tracked in between
     bound: float | None = None  # global override of the per-character acceptance bound
     max_takes: int = 3  # takes per shot before a shot is rejected
     unknown_run_limit: float = 1.0  # seconds without the character before that is its own finding
     # encoders per character kind
     person_encoders: tuple[str, ...] = ("dlib-face",)
     other_encoders: tuple[str, ...] = ("appearance",)
+    # encoder weights (part of each stored vector's encoder_version)
+    clip_model: str = "ViT-B-32"  # open_clip architecture
+    clip_pretrained: str = "laion2b_s34b_b79k"  # open_clip tag, or a local .safetensors file
+    arcface_pack: str = "buffalo_l"  # insightface pack: buffalo_l | buffalo_s | antelopev2
+    arcface_root: str = ""  # insightface root holding models/<pack>/ (default ~/.insightface)
     # encoding
     crf: int = 18
     preset: str = "medium"
     take_crf: int = 12
+    copy_when_possible: bool = True  # join untouched takes with -c copy when no effect needs new pictures
+    # disclosure and content credentials (docs/provenance.md)
+    disclosure: bool = True  # the on-screen label; removable only by setting this to false
+    disclosure_text: str = "AI-extended from a still photograph"
+    sign: bool = True  # C2PA-sign every take and episode
+    c2pa_cert: str = ""  # PEM chain, end-entity first; empty = the local development credential
+    c2pa_key: str = ""  # PEM private key (PKCS#8)
+    c2pa_alg: str = "es256"  # es256 | ps256
+    c2pa_tsa_url: str = ""  # RFC 3161 timestamp authority; empty = none
+    c2pa_dir: str = ""  # where the development credential lives (default ~/.config/storyengine/c2pa)
     # registration
     outlier_force: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

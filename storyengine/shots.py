@@ -44,10 +44,15 @@ class RefSpec:
     def of(cls, r: Reference) -> "RefSpec":
         return cls(r.handle, r.encoder.name, r.encoder.version, r.vectors, r.centroid, r.bound, r.bound_source)
 
-    def build(self) -> Reference:
+    def build(self, settings: Settings | None = None) -> Reference:
         from . import plugins
+        from .errors import EncoderError
 
-        return Reference(self.handle, plugins.get_encoder(self.encoder), self.vectors, self.centroid, self.bound, self.bound_source)
+        enc = plugins.get_encoder(self.encoder, settings)
+        if enc.version != self.encoder_version:
+            raise EncoderError(f"encoder {self.encoder!r} here is version {enc.version!r}, but {self.handle!r}'s references "
+                               f"are {self.encoder_version!r}: configure the same weights on every worker")
+        return Reference(self.handle, enc, self.vectors, self.centroid, self.bound, self.bound_source)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class TakeResult:
     verdict: Verdict
     scores: list[FrameScore]
     decision: str = ""  # accept / trim / retry / reject as recorded
+    mood: str = ""
 
 
 @dataclass
@@ -91,6 +97,10 @@ class ShotResult:
     @property
     def last_path(self) -> Path | None:
         return Path(self.takes[-1].path) if self.takes else None
+
+    @property
+    def mood(self) -> str:
+        return self.takes[self.chosen].mood if self.chosen is not None else ""
 
     @property
     def generated(self) -> int:
@@ -125,11 +135,16 @@ def write_take(backend: Any, plan: ShotPlan, path: Path, settings: Settings, pro
 
 def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotContext,
                  progress: Progress | None = None) -> ShotResult:
-    """Render takes of one shot until one is accepted (or trimmed) or the takes run out.
+    """Render the takes of one shot and choose the one the episode uses.
 
-    Takes come from the cache when their frame key is known; verdicts come from the cache when
-    the check key (frames + references + check settings) is known.
+    ``plan.takes`` takes are rendered (seeds derived per take, ``plan.moods`` cycled); while none
+    is accepted, more follow up to ``max(plan.takes, settings.max_takes)``. The best-scoring
+    accepted (or trimmed) take is chosen. Takes come from the cache when their frame key is known
+    (a new take is signed before it enters the cache); verdicts come from the cache when the
+    check key (frames + references + check settings) is known.
     """
+    from .finishing import mood_options
+
     settings = ctx.settings
     cache = ctx.cache
     note = progress or (lambda *a: None)
@@ -137,43 +152,64 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
     shot_refs = [r for r in refs if r.handle in {c.handle for c in plan.characters}]
     if plan.bound is not None:
         shot_refs = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in shot_refs]
+    credential = None
     result = ShotResult(plan)
-    n_takes = max(1, settings.max_takes)
-    for k in range(n_takes):
+    wanted = max(1, plan.takes)
+    limit = max(wanted, settings.max_takes, 1)
+    accepted: list[tuple[float, int]] = []  # (score, -k) per accepted take
+    for k in range(limit):
+        mood = plan.moods[k % len(plan.moods)] if plan.moods else ""
         p = take_plan(plan, k)
+        if mood:
+            p = p.model_copy(update={"backend_options": mood_options(mood, plan.backend, p.backend_options)})
+        label = f"take {k + 1}{f' ({mood})' if mood else ''}"
         key = take_key(p, backend, take_crf=settings.take_crf)
         entry = cache.get(key)
         generated = entry is None
         if entry is None:
-            note(plan.shot_id, 0, p.num_frames, f"take {k + 1}: generating")
-            n = write_take(backend, p, cache.path_for(key), settings, lambda d: note(plan.shot_id, d, p.num_frames, f"take {k + 1}: generating"))
-            entry = cache.put(key, cache.path_for(key), {"frames": n, "shot": plan.shot_id, "take": k + 1, "seed": p.seed,
-                                                         "backend": plan.backend})
+            note(plan.shot_id, 0, p.num_frames, f"{label}: generating")
+            target = cache.path_for(key)
+            n = write_take(backend, p, target, settings, lambda d: note(plan.shot_id, d, p.num_frames, f"{label}: generating"))
+            if settings.sign:
+                from .episode import credential_for, sign_take
+
+                credential = credential or credential_for(settings)
+                sign_take(target, p, backend, credential, mood)
+            entry = cache.put(key, target, {"frames": n, "shot": plan.shot_id, "take": k + 1, "seed": p.seed,
+                                            "backend": plan.backend, "mood": mood, "signed": bool(settings.sign)})
         n = int(entry.meta["frames"])
-        path = take_dir / f"take-{k + 1}-seed{p.seed}.mp4"
+        path = take_dir / f"take-{k + 1}-seed{p.seed}{f'-{mood}' if mood else ''}.mp4"
         _link(entry.path, path)
         ck = check_key(key, shot_refs, settings, p)
         stored = entry.verdict(ck)
         if stored is not None:
             verdict = Verdict.model_validate(stored["verdict"])
-            scores = [FrameScore.model_validate(s) for s in stored["scores"]]
+            scores = [FrameScore.model_validate(x) for x in stored["scores"]]
         elif shot_refs:
-            note(plan.shot_id, 0, n, f"take {k + 1}: checking")
+            note(plan.shot_id, 0, n, f"{label}: checking")
             verdict, scores = check_video(path, shot_refs, min_frames=p.min_frames, settings=settings,
-                                          progress=lambda d, t: note(plan.shot_id, d, n, f"take {k + 1}: checking"))
+                                          progress=lambda d, t: note(plan.shot_id, d, n, f"{label}: checking"))
         else:
             verdict, scores = Verdict(decision="accept", reason="no characters planned: nothing to check",
                                       keep_start=0, keep_end=n), []
         if stored is None:
             cache.add_check(entry, ck, {"verdict": verdict.model_dump(mode="json"),
-                                        "scores": [s.model_dump(mode="json") for s in scores]})
+                                        "scores": [x.model_dump(mode="json") for x in scores]})
         ok = verdict.decision in ("accept", "trim")
-        final = ok or k == n_takes - 1
+        final = ok or (k == limit - 1 and not accepted)
         result.takes.append(TakeResult(k + 1, p.seed, str(path), key, n, generated, stored is None, verdict, scores,
-                                       decision=verdict.decision if final else "retry"))
+                                       decision=verdict.decision if final else "retry", mood=mood))
         if ok:
-            result.verdict, result.chosen = verdict, len(result.takes) - 1
-            return result
+            means = [c.mean for c in verdict.summaries if c.mean is not None]
+            accepted.append((min(means) if means else 0.0, -k))
+            if k + 1 >= wanted:
+                break
+    if accepted:
+        best = max(range(len(accepted)), key=lambda i: accepted[i])
+        k_best = -accepted[best][1]
+        result.chosen = k_best
+        result.verdict = result.takes[k_best].verdict
+        return result
     last = result.takes[-1].verdict
     result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
     return result

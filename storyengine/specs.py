@@ -39,13 +39,79 @@ class Transition(_Strict):
 
     type: Literal["cut", "crossfade", "dip-to-black"] = "crossfade"
     duration: float = Field(0.75, ge=0.0, le=5.0)
+    on_beat: bool = Field(True, description="Move this cut to the nearest earlier mark in the episode's `beats` (if any).")
+
+
+MOODS = ("neutral", "warm", "distant", "uneasy")  # kept equal to storyengine.finishing.MOODS (tested)
+
+
+class Caption(_Strict):
+    """Text over a shot: ``start`` seconds into the shot, for ``duration`` seconds (default: to the shot's end)."""
+
+    text: str = Field(min_length=1, max_length=200)
+    position: Literal["bottom", "top", "center"] = "bottom"
+    start: float = Field(0.0, ge=0.0)
+    duration: float | None = Field(None, gt=0.0)
+
+
+class EndCard(_Strict):
+    """A closing card after the last shot."""
+
+    text: str = Field(min_length=1, max_length=120)
+    duration: float = Field(2.0, gt=0.0, le=10.0)
+
+
+class Grade(_Strict):
+    """Simple colour controls; the defaults change nothing."""
+
+    exposure: float = Field(0.0, ge=-3.0, le=3.0, description="Stops.")
+    contrast: float = Field(1.0, ge=0.0, le=3.0, description="Around mid-grey; 1 = unchanged.")
+    saturation: float = Field(1.0, ge=0.0, le=3.0, description="0 = grey, 1 = unchanged.")
+    temperature: float = Field(0.0, ge=-1.0, le=1.0, description="-1 cool … +1 warm.")
+    tint: float = Field(0.0, ge=-1.0, le=1.0, description="-1 green … +1 magenta.")
+
+
+class Finish(_Strict):
+    """Finishing applied identically to every clip of an episode: grade, .cube LUT, upscale + sharpen."""
+
+    width: int | None = Field(None, ge=16, le=7680, description="Delivery width (default: the series width).")
+    height: int | None = Field(None, ge=16, le=4320, description="Delivery height (default: the series height).")
+    resample: Literal["lanczos", "bicubic", "model"] = "lanczos"
+    upscaler: str | None = Field(None, description="Name of a registered model upscaler (resample: model).")
+    sharpen: float = Field(0.0, ge=0.0, le=3.0, description="Unsharp-mask amount after resampling (0 = none).")
+    lut: str | None = Field(None, description="A .cube 3D LUT, relative to the spec file.")
+    lut_strength: float = Field(1.0, ge=0.0, le=1.0)
+    grade: Grade = Field(default_factory=Grade)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int | None) -> int | None:
+        if v is not None and v % 2:
+            raise ValueError(f"must be even for H.264 yuv420p, got {v}")
+        return v
+
+    @field_validator("lut")
+    @classmethod
+    def _cube(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().endswith(".cube"):
+            raise ValueError(f"a LUT must be a .cube file, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _upscaler_named(self) -> "Finish":
+        if self.resample == "model" and not self.upscaler:
+            raise ValueError("resample: model needs `upscaler:` (the name of a registered model upscaler)")
+        return self
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
 
 
 class ShotSpec(_Strict):
     """One shot: a still extended into a short clip."""
 
     id: str
-    still: str = Field(description="Path to the still, relative to the spec file.")
+    still: str = Field(description="Path to the still, relative to the spec file; `previous`: the previous shot's last accepted frame.")
     characters: list[str] = Field(default_factory=list, description="Handles of the characters in the shot.")
     duration: float = Field(4.0, gt=0.0, le=60.0, description="Seconds.")
     min_duration: float | None = Field(None, gt=0.0, description="Shortest clip a trim may keep (default 60% of duration).")
@@ -54,11 +120,31 @@ class ShotSpec(_Strict):
     bound: float | None = Field(None, ge=-1.0, le=1.0, description="Override of the acceptance bound for this shot.")
     options: dict[str, Any] = Field(default_factory=dict, description="Back-end options for this shot.")
     ambience: str | None = Field(None, description="Ambience under this shot (default: the episode's).")
+    audio: str | None = Field(None, description="A sound file under this shot instead of the ambience, relative to the spec file.")
+    transition: Transition | None = Field(None, description="The cut into this shot (default: the episode's transition).")
+    captions: list[Caption] = Field(default_factory=list)
+    takes: int = Field(1, ge=1, le=8, description="Takes rendered with different seeds; the best-scoring accepted one is used.")
+    moods: list[str] = Field(default_factory=list, description="Mood preset per take, cycled (neutral | warm | distant | uneasy).")
 
     @field_validator("ambience")
     @classmethod
     def _ambience(cls, v: str | None) -> str | None:
         return _check_ambience(v) if v is not None else v
+
+    @field_validator("audio")
+    @classmethod
+    def _audio_file(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().endswith(AUDIO_SUFFIXES):
+            raise ValueError(f"audio file {v!r} must end in one of {', '.join(AUDIO_SUFFIXES)}")
+        return v
+
+    @field_validator("moods")
+    @classmethod
+    def _moods(cls, v: list[str]) -> list[str]:
+        for m in v:
+            if m not in MOODS:
+                raise ValueError(f"unknown mood {m!r}; available: {', '.join(MOODS)}")
+        return v
 
     @field_validator("id")
     @classmethod
@@ -95,12 +181,29 @@ class EpisodeSpec(_Strict):
         return _check_ambience(v)
     transition: Transition = Field(default_factory=Transition)
     title_duration: float = Field(2.0, ge=0.0, le=10.0)
+    end_card: EndCard | None = None
+    beats: list[float] = Field(default_factory=list, description="Marks (seconds from the episode start) that cuts snap to.")
+    finish: Finish | None = Field(None, description="Overrides the series' finish for this episode.")
+
+    @field_validator("beats")
+    @classmethod
+    def _beats(cls, v: list[float]) -> list[float]:
+        if any(b < 0 for b in v):
+            raise ValueError(f"beats must be >= 0 seconds, got {v}")
+        return sorted(v)
     shots: list[ShotSpec] = Field(min_length=1)
 
     @field_validator("id")
     @classmethod
     def _is_slug(cls, v: str) -> str:
         return _slug(v, "episode id")
+
+    @field_validator("shots")
+    @classmethod
+    def _first_shot_has_a_still(cls, v: list[ShotSpec]) -> list[ShotSpec]:
+        if v and v[0].still == "previous":
+            raise ValueError(f"shot {v[0].id!r} opens the episode, so `still: previous` has no shot to continue from; give it a still")
+        return v
 
 
 class SeriesSpec(_Strict):
@@ -114,6 +217,7 @@ class SeriesSpec(_Strict):
     width: int = Field(640, ge=16, le=7680)
     height: int = Field(360, ge=16, le=4320)
     seed: int = Field(0, ge=0)
+    finish: Finish = Field(default_factory=Finish, description="Finishing for every episode (an episode's `finish` replaces it).")
     episodes: list[EpisodeSpec] = Field(min_length=1)
 
     @field_validator("series")
@@ -176,6 +280,9 @@ class ShotPlan(_Strict):
     backend: str
     backend_options: dict[str, Any] = Field(default_factory=dict)
     conditioning: list[str] = Field(default_factory=list, description="What conditions the back-end: still, lora:<handle>, …")
+    continues_from: str | None = Field(None, description="Shot id whose last accepted frame becomes this shot's still (`still: previous`).")
+    takes: int = Field(1, ge=1, description="Takes the shot asks for (the best-scoring accepted one is used).")
+    moods: list[str] = Field(default_factory=list, description="Mood preset per take, cycled.")
 
     @property
     def still_path(self) -> Path:
@@ -192,6 +299,8 @@ class FrameScore(_Strict):
     similarity: float | None
     box: tuple[int, int, int, int] | None = None
     drifted: bool = False
+    centroid: float | None = None  # similarity to the centroid of the registered vectors
+    source: Literal["detected", "tracked", "reused"] | None = None  # how the face/subject was found in full mode
 
 
 class CharacterSummary(_Strict):
@@ -204,6 +313,11 @@ class CharacterSummary(_Strict):
     mean: float | None
     min: float | None
     p5: float | None
+    centroid_mean: float | None = None
+    subject_consistency: float | None = None  # VBench-style: cosine to the first and previous frame, averaged
+    bound_source: str | None = None
+    mode: str | None = None
+    mean_vector: list[float] | None = None  # mean embedding of the scored frames (episode-to-episode comparison)
 
 
 class Verdict(_Strict):
@@ -214,3 +328,6 @@ class Verdict(_Strict):
     keep_start: int = 0
     keep_end: int = Field(description="Exclusive end frame of the kept range.")
     summaries: list[CharacterSummary] = Field(default_factory=list)
+    mode: str | None = None  # the check mode that produced the scores: full | sampled
+    flicker: float | None = None  # mean absolute difference of consecutive frames, 0-1
+    findings: list[str] = Field(default_factory=list)  # e.g. long runs of frames where a character is not visible

@@ -12,7 +12,7 @@ CREATE TABLE "adapters" (
    "weight" REAL,
    "rank" INTEGER,
    "added_at" TEXT
-);
+, "name" TEXT, "steps" INTEGER);
 CREATE TABLE "character_scores" (
    "id" INTEGER PRIMARY KEY,
    "take_id" INTEGER REFERENCES "takes"("id"),
@@ -25,7 +25,7 @@ CREATE TABLE "character_scores" (
    "mean" REAL,
    "min" REAL,
    "p5" REAL
-);
+, "centroid_mean" REAL, "subject_consistency" REAL, "bound_source" TEXT, "mode" TEXT, "mean_vector" TEXT);
 CREATE TABLE "characters" (
    "handle" TEXT PRIMARY KEY,
    "name" TEXT,
@@ -34,6 +34,17 @@ CREATE TABLE "characters" (
    "consent" TEXT,
    "licence" TEXT,
    "created_at" TEXT
+);
+CREATE TABLE "check_cache" (
+   "sha256" TEXT,
+   "encoder" TEXT,
+   "encoder_version" TEXT,
+   "params" TEXT,
+   "frames" INTEGER,
+   "flicker" REAL,
+   "observations" TEXT,
+   "created_at" TEXT,
+   PRIMARY KEY ("sha256", "encoder", "encoder_version", "params")
 );
 CREATE TABLE "embeddings" (
    "id" INTEGER PRIMARY KEY,
@@ -59,7 +70,7 @@ CREATE TABLE "episodes" (
    "shots_used" TEXT,
    "shots_rejected" TEXT,
    "created_at" TEXT
-);
+, "contact_sheet" TEXT, "signed" INTEGER);
 CREATE TABLE "frame_scores" (
    "take_id" INTEGER REFERENCES "takes"("id"),
    "frame" INTEGER,
@@ -69,9 +80,27 @@ CREATE TABLE "frame_scores" (
    "similarity" REAL,
    "box" TEXT,
    "drifted" INTEGER
+, "centroid" REAL, "source" TEXT);
+CREATE TABLE "identity" (
+   "handle" TEXT REFERENCES "characters"("handle"),
+   "encoder" TEXT,
+   "encoder_version" TEXT,
+   "n" INTEGER,
+   "dim" INTEGER,
+   "centroid" BLOB,
+   "max_distance" REAL,
+   "mean_distance" REAL,
+   "bound" REAL,
+   "bound_source" TEXT,
+   "updated_at" TEXT,
+   PRIMARY KEY ("handle", "encoder", "encoder_version")
 );
+CREATE INDEX "idx_character_scores_take_id"
+    ON "character_scores" ("take_id");
 CREATE INDEX "idx_embeddings_handle_encoder_encoder_version"
     ON "embeddings" ("handle", "encoder", "encoder_version");
+CREATE INDEX "idx_embeddings_photo_id"
+    ON "embeddings" ("photo_id");
 CREATE INDEX "idx_frame_scores_take_id"
     ON "frame_scores" ("take_id");
 CREATE INDEX "idx_photos_handle"
@@ -122,4 +151,4 @@ CREATE TABLE "takes" (
    "keep_end" INTEGER,
    "conditioning" TEXT,
    "created_at" TEXT
-);
+, "flicker" REAL, "findings" TEXT, "mood" TEXT, "used" INTEGER);

@@ -1,0 +1,140 @@
+"""The checker on real faces: swapped and morphed frames are flagged at their indices, clean clips pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import evalclips as E
+from storyengine.consistency import Reference, check, decide, derive_bound, sample_indices, subject_consistency
+from storyengine.encoders.base import l2n
+from storyengine.settings import Settings
+
+N = 16
+
+
+@pytest.fixture(scope="session")
+def ref() -> Reference:
+    from storyengine.plugins import get_encoder
+
+    enc = get_encoder("dlib-face")
+    vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
+    b, src = derive_bound(enc, vecs)
+    return Reference("mara", enc, vecs, l2n(vecs.mean(axis=0)), b, src)
+
+
+@pytest.fixture(scope="session")
+def clip_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalclips")
+    made = {}
+
+    def make(kind: str, other: str = "hopper", span=(5, 10)):
+        key = (kind, other, span)
+        if key not in made:
+            made[key] = E.write_clip(E.make_clip(kind, N, other=other, span=span), root / f"{kind}-{other}-{span[0]}-{span[1]}.mp4")
+        return made[key]
+    return make
+
+
+def drifted(res) -> list[int]:
+    return sorted(s.index for s in res.scores if s.drifted)
+
+
+@pytest.mark.parametrize("other", ["hopper", "t1b"])
+def test_swapped_frames_are_flagged_at_their_indices_full_mode(clip_file, ref, other):
+    res = check(clip_file("swap", other), [ref], settings=Settings(check_mode="full", detect_stride=4))
+    assert drifted(res) == list(range(5, 11))
+    assert res.verdict.decision == "reject" and res.verdict.mode == "full"
+    assert f"frames 5–10 below bound {ref.bound:.3f}" in res.verdict.reason
+    sims = {s.index: s.similarity for s in res.scores}
+    assert max(sims[i] for i in range(5, 11)) < ref.bound < min(sims[i] for i in (*range(5), *range(11, N)))
+    # tracked between detections, not a full detection per frame
+    assert res.stats["detect"] < N and res.stats["roi"] > 0
+    assert {s.source for s in res.scores} >= {"detected", "tracked"}
+
+
+def test_sampled_mode_follows_the_protocol(clip_file, ref):
+    res = check(clip_file("swap", "hanks", (9, 15)), [ref], mode="sampled")
+    assert [s.index for s in res.scores] == sample_indices(N, "sampled") == list(range(16))
+    assert all(s.similarity is None or s.similarity >= 0 for s in res.scores)
+    assert drifted(res) == list(range(9, 16))
+    # a drifted tail with a long enough clean head is trimmed away
+    assert res.verdict.decision == "trim" and (res.verdict.keep_start, res.verdict.keep_end) == (0, 9)
+    assert res.verdict.mode == "sampled"
+
+
+def test_morph_is_flagged_once_it_is_someone_else(clip_file, ref):
+    clip = E.make_clip("morph", N, other="t1c")
+    res = check(clip_file("morph", "t1c"), [ref], settings=Settings(detect_stride=4))
+    flags = {s.index: s.drifted for s in res.scores}
+    assert all(flags[i] for i, t in enumerate(clip.truth) if t is True)
+    assert not any(flags[i] for i, t in enumerate(clip.truth) if t is False)
+
+
+@pytest.mark.parametrize("kind", ["clean", "clean-rotate", "clean-light", "clean-jpeg", "clean-occlude"])
+def test_clean_clips_with_nuisances_pass(clip_file, ref, kind):
+    res = check(clip_file(kind), [ref], settings=Settings(detect_stride=4))
+    assert drifted(res) == [] and res.verdict.decision == "accept"
+    s = res.verdict.summaries[0]
+    assert s.frames_scored == N and s.min >= ref.bound and s.subject_consistency > 0.97
+    assert res.verdict.flicker is not None and res.verdict.flicker < 0.1
+
+
+def test_hidden_face_is_unknown_not_drifted_and_a_long_run_is_a_finding(clip_file, ref):
+    path = clip_file("clean-hidden", span=(4, 11))
+    res = check(path, [ref], settings=Settings(detect_stride=4, unknown_run_limit=0.5))
+    unknown = sorted(s.index for s in res.scores if s.similarity is None)
+    assert unknown == list(range(4, 12)) and drifted(res) == []
+    assert res.verdict.decision == "accept"
+    assert res.verdict.findings == ["mara not visible (dlib-face) in frames 4–11 (0.7 s > 0.5 s)"]
+    res = check(path, [ref], settings=Settings(detect_stride=4, unknown_run_limit=1.0))
+    assert res.verdict.findings == []
+
+
+def test_two_characters_are_assigned_to_their_own_faces(tmp_path, ref):
+    from storyengine.plugins import get_encoder
+
+    enc = get_encoder("dlib-face")
+    hop = E.sources()["hopper"]
+    hv = np.stack([enc.embed(hop)[0].vector])
+    hb, hsrc = derive_bound(enc, hv)
+    href = Reference("grace", enc, hv, l2n(hv.mean(axis=0)), hb, hsrc)
+    import cv2
+
+    x0, y0, x1, y1 = E._face_box("hopper")
+    m = (x1 - x0) // 2
+    left = cv2.resize(E.sources()["astronaut"], (320, 240))
+    right = cv2.resize(hop[max(0, y0 - m):y1 + m, max(0, x0 - 2 * m):x1 + 2 * m], (320, 240))
+    frame = np.ascontiguousarray(np.concatenate([left, right], axis=1))
+    frames = [frame] * 4
+    from storyengine.consistency import score_frames
+
+    # Grace listed first: assignment, not order, decides who is who
+    run = score_frames(frames, [href, ref], fps=12, num_frames=4, mode="full", detect_stride=2)
+    by = {(s.index, s.character): s for s in run.scores}
+    for i in range(4):
+        assert by[(i, "mara")].box[0] < 320 <= by[(i, "grace")].box[0]
+        assert by[(i, "mara")].similarity > ref.bound and not by[(i, "grace")].drifted
+    assert run.stats["reuse"] >= 4  # identical frames: vectors reused, not recomputed
+
+
+def test_full_mode_matches_a_naive_per_frame_loop(clip_file, ref):
+    from storyengine import media
+
+    path = clip_file("swap", "t1a")
+    res = check(path, [ref], settings=Settings(detect_stride=4))
+    naive = [max((ref.similarity(d.vector) for d in ref.encoder.embed(f)), default=None) for f in media.iter_frames(path)]
+    tracked = {s.index: s.similarity for s in res.scores}
+    assert all(abs(tracked[i] - naive[i]) < 0.01 for i in range(N))
+
+
+def test_decide_reason_and_subject_consistency_numbers(ref):
+    from storyengine.specs import FrameScore
+
+    scores = [FrameScore(index=i, time=i / 24, character="mara", encoder="dlib-face", similarity=0.99 if i < 60 or i > 97 else 0.18,
+                         drifted=not (i < 60 or i > 97)) for i in range(120)]
+    r = Reference("mara", ref.encoder, ref.vectors, ref.centroid, 0.42, "override")
+    v = decide(scores, [r], num_frames=120, min_frames=72, fps=24)
+    assert v.decision == "reject" and v.reason.startswith("frames 60–97 below bound 0.420: min 0.180")
+    a, b = l2n(np.array([1.0, 0.0])), l2n(np.array([1.0, 1.0]))
+    assert subject_consistency([a, a, b]) == pytest.approx(np.mean([1.0, (0.7071 + 0.7071) / 2]), abs=1e-3)
