@@ -375,7 +375,6 @@ def _carriage(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     rumble = _unit(_stereo_bed(rng, brown, n, 0.35))
     rumble *= (1.0 + 0.18 * _smooth_random(rng, n, sr, 0.5))
     # Motor / axle hum: a low fundamental and a few harmonics, slowly wandering in pitch.
-    t = np.arange(n) / sr
     f0 = 47.0 + 0.6 * _smooth_random(rng, n, sr, 0.2)[:, 0]
     phase = 2 * np.pi * np.cumsum(f0) / sr
     hum = sum(a * np.sin(h * phase) for h, a in ((1, 1.0), (2, 0.5), (3, 0.25), (5, 0.1)))

@@ -71,19 +71,32 @@ def backend_identity(backend: Any, plan: ShotPlan) -> dict[str, Any]:
             "version": getattr(backend, "version", "0"), "options": options}
 
 
-def take_key(plan: ShotPlan, backend: Any, *, take_crf: int) -> str:
-    """The frame key of a take: equal keys mean byte-identical frames."""
+def key_parts(plan: ShotPlan, backend: Any, *, take_crf: int) -> dict[str, str]:
+    """The frame key's inputs, each hashed on its own (so ``render --dry-run`` can say what changed)."""
     p = plan.model_dump(mode="json")
-    for k in ("episode_id", "index", "min_frames", "bound", "duration", "takes", "moods", "continues_from"):
+    for k in ("episode_id", "index", "min_frames", "bound", "duration", "takes", "moods", "continues_from",
+              "still", "characters", "seed", "prompt", "backend", "backend_options", "shot_id", "series", "notes"):
         p.pop(k, None)
-    p["still"] = file_sha256(plan.still)
-    p["characters"] = [
+    chars = [
         {"handle": c.handle, "kind": c.kind,
          "photos": sorted(file_sha256(x) for x in c.photos if Path(x).is_file()),
          "adapters": [{"sha256": a.get("sha256"), "weight": a.get("weight"), "trigger": a.get("trigger")} for a in c.adapters]}
         for c in plan.characters
     ]
-    return digest({"cache": CACHE_VERSION, "plan": p, "backend": backend_identity(backend, plan), "take_crf": take_crf})
+    return {
+        "still": file_sha256(plan.still),
+        "seed": digest(plan.seed),
+        "prompt": digest(plan.prompt),
+        "characters": digest(chars),
+        "back-end": digest(backend_identity(backend, plan)),
+        "frames and size": digest(p),  # fps, width, height, num_frames, conditioning, take
+        "take encoding": digest({"take_crf": take_crf, "cache": CACHE_VERSION}),
+    }
+
+
+def take_key(plan: ShotPlan, backend: Any, *, take_crf: int) -> str:
+    """The frame key of a take: equal keys mean byte-identical frames."""
+    return digest(key_parts(plan, backend, take_crf=take_crf))
 
 
 def check_key(frame_key: str, refs: Iterable[Any], settings: Any, plan: ShotPlan) -> str:

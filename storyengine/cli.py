@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import StoryEngineError
@@ -27,7 +28,7 @@ WorkspaceOpt = typer.Option(Path("."), "--workspace", "-w", envvar="STORYENGINE_
 
 
 def _fail(e: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -54,8 +55,24 @@ class RichReporter:
             self.p.update(self.tasks[key], visible=False)
 
 
+class _LazyProgress(Progress):
+    """A Progress that appears with its first task: a command that fails early prints its error alone."""
+
+    def __enter__(self) -> "_LazyProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live.is_started:
+            self.stop()
+
+    def add_task(self, *args, **kwargs):
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return _LazyProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err_console, transient=True)
 
 
@@ -81,6 +98,9 @@ def plan_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
         plans = plan_series(s, spec, Registry.open(ws), ws, episodes=episode)
     except StoryEngineError as e:
         _fail(e)
+    for p in plans:
+        for n in p.notes:
+            err_console.print(f"[yellow]warning:[/] {escape(n)}", highlight=False, soft_wrap=True)
     if as_json:
         console.print_json(json.dumps([p.model_dump() for p in plans]))
         return
@@ -96,24 +116,58 @@ def render_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
                episode: Optional[List[str]] = typer.Option(None, "--episode", "-e", help="Only these episode ids."),
                max_takes: Optional[int] = typer.Option(None, "--max-takes", help="Takes per shot before it is rejected."),
                mode: Optional[str] = typer.Option(None, "--mode", help="Drift check mode: full | sampled."),
+               dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be rendered and why; render nothing."),
+               wait: float = typer.Option(0.0, "--wait", min=0.0, help="Seconds to wait for another render of this workspace."),
+               executor: str = typer.Option("local", "--executor", help="Where shots run: local | ray."),
+               address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto | ray://HOST:PORT (default: a local Ray instance)."),
+               gpus_per_shot: float = typer.Option(1.0, "--gpus-per-shot", min=0.0, help="GPUs each Ray shot task reserves (0: CPUs)."),
+               workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Most back-end actors on Ray (default: one per GPU)."),
                workspace: Path = WorkspaceOpt) -> None:
-    """Render a series: generate every shot, check identity, retry drifted takes, stitch episodes, write report.json."""
-    from .render import render_series
+    """Render a series: generate every shot, check identity, retry drifted takes, stitch episodes, write report.json.
+
+    Takes are cached by their inputs: re-running an unchanged series renders nothing, an edited
+    shot re-renders alone, and an interrupted render resumes where it stopped.
+    """
+    from .render import dry_run as plan_dry_run, render_series
     from .settings import Settings
 
+    if executor not in ("local", "ray"):
+        _fail(StoryEngineError(f"unknown executor {executor!r}; use local or ray"))
     try:
         ws = _ws(workspace)
         settings = Settings.load(ws.root, max_takes=max_takes, check_mode=mode)
+        if dry_run:
+            rows = plan_dry_run(ws, spec, episodes=episode, settings=settings)
+            t = Table("episode", "shot", "action", "why", title=f"render --dry-run: {spec}")
+            for r in rows:
+                t.add_row(r.episode_id, r.shot_id, r.action, r.why)
+            console.print(t)
+            n = sum(r.action != "cached" for r in rows)
+            console.print(f"{n} of {len(rows)} shot(s) would render; {len(rows) - n} cached", highlight=False)
+            return
+        ex = None
+        if executor == "ray":
+            from .executors import RayExecutor
+            from .planner import load_series
+
+            s = load_series(spec)
+            ex = RayExecutor(s.backend, s.backend_options, address=address, gpus_per_shot=gpus_per_shot, workers=workers)
         with _progress() as p:
-            out = render_series(ws, spec, episodes=episode, settings=settings, reporter=RichReporter(p))
+            out = render_series(ws, spec, episodes=episode, settings=settings, reporter=RichReporter(p), executor=ex, wait=wait)
         report = json.loads(out.report_path.read_text())
     except StoryEngineError as e:
         _fail(e)
     from .cli_report import print_report
 
     print_report(report)
+    for s in out.shots:
+        for n in s.plan.notes:
+            err_console.print(f"[yellow]warning:[/] {escape(n)}", highlight=False, soft_wrap=True)
+    takes = sum(len(s.takes) for s in out.shots)
+    console.print(f"takes: {out.generated} generated, {takes - out.generated} from the cache", highlight=False)
     for ep in out.episodes:
-        console.print(f"{ep.episode_id}: {ep.path} ({ep.duration:.1f} s, {len(ep.used)} shot(s), {len(ep.rejected)} rejected)")
+        console.print(f"{ep.episode_id}: {ep.path} ({ep.duration:.1f} s, {len(ep.used)} shot(s), {len(ep.rejected)} rejected"
+                      f"{', unchanged' if ep.reused else ''})", highlight=False)
     console.print(f"report: {out.report_path}")
 
 

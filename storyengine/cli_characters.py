@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .cli import WorkspaceOpt, _fail, _ws, character_app, console, err_console
@@ -26,7 +27,7 @@ def _open(workspace: Path):
 
 def _report(r, handle: str) -> None:
     for line in r.rejected:
-        err_console.print(f"[yellow]refused:[/] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]refused:[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"registered {len(r.accepted)} photo(s) of [bold]{handle}[/] ({len(r.rejected)} refused)")
 
 
@@ -117,7 +118,7 @@ def character_show(
         if as_json:
             console.print_json(json.dumps(cands))
             return
-        t = Table("--face", "box (x0, y0, x1, y1)", "size", "score", title=f"faces in {candidates} ({len(cands)}, left to right)")
+        t = Table("--face", "box (x0, y0, x1, y1)", "size", "score", title=f"faces in {escape(str(candidates))} ({len(cands)}, left to right)")
         for f in cands:
             t.add_row(str(f["index"]), str(tuple(f["box"])), f"{f['width']}x{f['height']}", f"{f['score']:.2f}")
         console.print(t)
@@ -127,8 +128,8 @@ def character_show(
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    console.print(f"[bold]{c['name']}[/] ({handle}, {c['kind']})  {c['description'] or ''}", highlight=False)
-    console.print(f"consent: {c['consent'] or '—'}   licence: {c['licence'] or '—'}", highlight=False)
+    console.print(f"[bold]{escape(c['name'])}[/] ({handle}, {c['kind']})  {escape(c['description'] or '')}", highlight=False)
+    console.print(f"consent: {escape(c['consent'] or '—')}   licence: {escape(c['licence'] or '—')}", highlight=False)
     t = Table("id", "photo", "source", "size", "sha256", "consent", "licence", title="photos")
     for p in data["photos"]:
         t.add_row(str(p["id"]), p["path"], p["source"], f"{p['width']}x{p['height']}", p["sha256"][:12],
@@ -197,7 +198,7 @@ def character_reembed(handle: str, encoder: str = typer.Option(..., "--encoder",
     except StoryEngineError as e:
         _fail(e)
     for line in r["skipped"]:
-        err_console.print(f"[yellow]skipped:[/] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"embedded {r['embedded']} photo(s) of [bold]{handle}[/] with {r['encoder']}@{r['version']}", highlight=False)
 
 
@@ -211,7 +212,7 @@ def character_export(handle: str, out: Path = typer.Argument(..., help="Zip file
         m = export_character(reg, ws, handle, out)
     except StoryEngineError as e:
         _fail(e)
-    console.print(f"exported [bold]{handle}[/] to {out}: {len(m['photos'])} photo(s), {len(m['vectors'])} vector(s), "
+    console.print(f"exported [bold]{handle}[/] to {escape(str(out))}: {len(m['photos'])} photo(s), {len(m['vectors'])} vector(s), "
                   f"{len(m['adapters'])} adapter(s)", highlight=False)
 
 

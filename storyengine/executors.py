@@ -24,29 +24,17 @@ from .specs import ShotPlan
 OnResult = Callable[[ShotResult], None]
 
 
-def chains_of(plans: list[ShotPlan]) -> list[list[ShotPlan]]:
-    """Group plans into continuity chains, in spec order (a shot with ``continues_from`` joins its predecessor's chain)."""
-    chains: list[list[ShotPlan]] = []
-    where: dict[str, list[ShotPlan]] = {}
-    for p in plans:
-        pred = getattr(p, "continues_from", None)
-        if pred and pred in where:
-            chain = where[pred]
-        else:
-            chain = []
-            chains.append(chain)
-        chain.append(p)
-        where[p.shot_id] = chain
-    return chains
-
-
 def continue_plan(plan: ShotPlan, predecessor: ShotResult | None, ctx: ShotContext) -> ShotPlan:
     """The plan with its still resolved from the predecessor's last accepted frame (for ``still: previous``)."""
     if not getattr(plan, "continues_from", None):
         return plan
-    from .continuity import resolve_still
+    from pathlib import Path
 
-    return resolve_still(plan, predecessor, ctx)
+    from .continuity import continue_from
+
+    if predecessor is None:
+        raise StoryEngineError(f"shot {plan.shot_id!r} continues from {plan.continues_from!r}, which has not rendered")
+    return continue_from(plan, predecessor, Path(ctx.series_dir) / "stills")
 
 
 class Executor(Protocol):

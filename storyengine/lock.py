@@ -13,7 +13,6 @@ import os
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from .errors import WorkspaceBusy
 from .workspace import Workspace

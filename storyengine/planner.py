@@ -113,6 +113,7 @@ def plan_series(
             continue
         previous: ShotPlan | None = None
         for i, shot in enumerate(ep.shots):
+            notes: list[str] = []
             where = f"episode {ep.id!r}, shot {shot.id!r}"
             # 1. The still: a file, or the previous shot's last accepted frame (resolved when rendering)
             if shot.still == "previous":
@@ -121,8 +122,11 @@ def plan_series(
                 still, continues_from = Path(previous.still), previous.shot_id
             else:
                 still, continues_from = (spec_dir / shot.still).resolve(), None
+                if not still.is_relative_to(ws.root):
+                    raise SpecError(f"{spec_path}: {where}: still {shot.still!r} is outside the workspace {ws.root}")
                 if not still.is_file():
                     raise SpecError(f"{spec_path}: {where}: still not found: {still}")
+                notes.extend(_aspect_note(still, spec.width, spec.height, where))
             # 2. Characters
             for h in shot.characters:
                 if h not in refs:
@@ -155,6 +159,7 @@ def plan_series(
                 duration=num_frames / spec.fps, min_frames=min(num_frames, max(1, round(min_dur * spec.fps))),
                 bound=shot.bound, backend=spec.backend, backend_options=options,
                 conditioning=conditioning, continues_from=continues_from, takes=shot.takes, moods=list(shot.moods),
+                notes=notes,
             )
             plans.append(plan)
             previous = plan
@@ -173,6 +178,21 @@ def _backend_options(backend_cls: type, options: dict[str, Any], spec_path: str 
             shown = f" (got {value!r})" if not isinstance(value, (dict, list)) and err["type"] != "missing" else ""
             problems.append(f"{field}: {err['msg']}{shown}")
         raise SpecError(f"{spec_path}: {where}: back-end {backend_cls.backend_id!r} options: " + "; ".join(problems)) from None
+
+
+def _aspect_note(still: Path, width: int, height: int, where: str) -> list[str]:
+    """The resize policy, said out loud when a still's shape differs from the frame's (cover + centre crop)."""
+    from PIL import Image
+
+    try:
+        with Image.open(still) as im:
+            w, h = im.size
+    except Exception:
+        return []  # the back-end's own loader reports unreadable stills
+    if abs((w / h) / (width / height) - 1.0) <= 0.01:
+        return []
+    return [f"{where}: still {still.name} is {w}x{h} (aspect {w / h:.2f}), the frame is {width}x{height} "
+            f"(aspect {width / height:.2f}): it is scaled to cover the frame and centre-cropped"]
 
 
 def take_plan(plan: ShotPlan, take: int) -> ShotPlan:

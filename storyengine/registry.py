@@ -127,6 +127,17 @@ def m004_episodes(db: sqlite_utils.Database) -> None:
     db["episodes"].add_column("signed", int)
 
 
+
+@migration
+def m005_resume(db: sqlite_utils.Database) -> None:
+    """Resumable renders: each take's cache key and whether this run generated it; each episode's assembly key."""
+    db["takes"].add_column("cache_key", str)
+    db["takes"].add_column("generated", int)
+    db["takes"].create_index(["cache_key"])
+    db["episodes"].add_column("key", str)
+    db["episodes"].add_column("reused", int)
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Apply pending migrations in order; return the names applied."""
     if "_migrations" not in db.table_names():

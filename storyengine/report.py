@@ -29,8 +29,9 @@ def final_takes(reg: Registry, series: str, run_id: int | None = None) -> list[d
     where, args = ("run_id = ?", [run_id]) if run_id else ("series = ?", [series])
     last: dict[str, dict[str, Any]] = {}
     for t in reg.db.query(f"select * from takes where {where} order by run_id, id", args):
-        if t["shot_id"] in last and last[t["shot_id"]]["run_id"] != t["run_id"]:
-            del last[t["shot_id"]]  # a later run rendered the shot again
+        prev = last.get(t["shot_id"])
+        if prev is not None and prev["run_id"] == t["run_id"] and prev.get("used") and not t.get("used"):
+            continue  # the take the episode used (``takes: N``) stands for the shot, not the last one rendered
         last[t["shot_id"]] = t
     return list(last.values())
 

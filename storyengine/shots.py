@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import media
-from .cache import TakeCache, check_key, take_key
+from .cache import TakeCache, check_key, key_parts, take_key
 from .consistency import Reference, check_video
 from .planner import take_plan
 from .settings import Settings
@@ -163,6 +163,7 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
         if mood:
             p = p.model_copy(update={"backend_options": mood_options(mood, plan.backend, p.backend_options)})
         label = f"take {k + 1}{f' ({mood})' if mood else ''}"
+        parts = key_parts(p, backend, take_crf=settings.take_crf)
         key = take_key(p, backend, take_crf=settings.take_crf)
         entry = cache.get(key)
         generated = entry is None
@@ -176,7 +177,8 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
                 credential = credential or credential_for(settings)
                 sign_take(target, p, backend, credential, mood)
             entry = cache.put(key, target, {"frames": n, "shot": plan.shot_id, "take": k + 1, "seed": p.seed,
-                                            "backend": plan.backend, "mood": mood, "signed": bool(settings.sign)})
+                                            "backend": plan.backend, "mood": mood, "signed": bool(settings.sign),
+                                            "parts": parts})
         n = int(entry.meta["frames"])
         path = take_dir / f"take-{k + 1}-seed{p.seed}{f'-{mood}' if mood else ''}.mp4"
         _link(entry.path, path)
@@ -218,15 +220,19 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
 def record_shot(reg: Any, run_id: int, res: ShotResult, settings: Settings) -> None:
     """Store every take of a shot with its verdict, summaries and frame scores (driver only)."""
     root = reg.workspace.root if reg.workspace else None
-    for t in res.takes:
+    for i, t in enumerate(res.takes):
         rel = str(Path(t.path).relative_to(root)) if root else t.path
+        v = t.verdict
         reg.record_take(
             {"run_id": run_id, "series": res.plan.series, "episode_id": res.plan.episode_id, "shot_id": res.plan.shot_id,
              "take": t.take, "seed": t.seed, "backend": res.plan.backend, "path": rel,
-             "num_frames": t.num_frames, "fps": res.plan.fps, "mode": settings.check_mode, "decision": t.decision,
-             "reason": t.verdict.reason, "keep_start": t.verdict.keep_start, "keep_end": t.verdict.keep_end,
-             "conditioning": json.dumps(res.plan.conditioning)},
-            [s.model_dump() for s in t.verdict.summaries],
+             "num_frames": t.num_frames, "fps": res.plan.fps, "mode": v.mode or settings.check_mode, "decision": t.decision,
+             "reason": v.reason, "keep_start": v.keep_start, "keep_end": v.keep_end,
+             "conditioning": json.dumps(res.plan.conditioning), "flicker": v.flicker,
+             "findings": json.dumps(v.findings), "mood": t.mood or None, "used": int(i == res.chosen),
+             "cache_key": t.cache_key, "generated": int(t.generated)},
+            [{**c.model_dump(), "mean_vector": json.dumps(c.mean_vector) if c.mean_vector else None} for c in v.summaries],
             [{"frame": s.index, "time": s.time, "handle": s.character, "encoder": s.encoder,
-              "similarity": s.similarity, "box": json.dumps(s.box) if s.box else None, "drifted": int(s.drifted)} for s in t.scores],
+              "similarity": s.similarity, "box": json.dumps(s.box) if s.box else None, "drifted": int(s.drifted),
+              "centroid": s.centroid, "source": s.source} for s in t.scores],
         )

@@ -283,6 +283,7 @@ class ShotPlan(_Strict):
     continues_from: str | None = Field(None, description="Shot id whose last accepted frame becomes this shot's still (`still: previous`).")
     takes: int = Field(1, ge=1, description="Takes the shot asks for (the best-scoring accepted one is used).")
     moods: list[str] = Field(default_factory=list, description="Mood preset per take, cycled.")
+    notes: list[str] = Field(default_factory=list, description="Warnings for the user (e.g. the still's resize policy).")
 
     @property
     def still_path(self) -> Path:

@@ -27,6 +27,8 @@ def _isolated_env(monkeypatch, tmp_path_factory):
             monkeypatch.delenv(k)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf")))
+    # the development C2PA credential is created once per session, never in the user's config dir
+    monkeypatch.setenv("STORYENGINE_C2PA_DIR", str(tmp_path_factory.getbasetemp() / "c2pa"))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from storyengine.backends._diffusers import DiffusersBackend
 from storyengine.backends.base import Clip, VideoBackend
 from storyengine.backends.consisid import ConsisIDBackend
 from storyengine.backends.wan import WanBackend
-from storyengine.backends.wan_vace import WanVaceBackend, grabcut_mask, on_white
+from storyengine.backends.wan_vace import grabcut_mask, on_white
 from storyengine.errors import BackendError
 from storyengine.plugins import backend_class
 from storyengine.specs import CharacterRef, ShotPlan

@@ -1,6 +1,5 @@
 """Take cache keys, complete-or-absent entries, the workspace lock, and output errors naming the path."""
 
-import json
 import os
 import subprocess
 import sys

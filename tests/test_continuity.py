@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from storyengine.continuity import chains, continue_from, last_accepted_frame
 from storyengine.errors import SpecError, StoryEngineError
 from storyengine.planner import load_series, plan_series
 from storyengine.plugins import backend_class
-from storyengine.render import ShotOutcome, render_series
+from storyengine.render import render_series
 from storyengine.specs import ShotPlan, Verdict
 
 SPEC = """series: chain
@@ -90,6 +91,17 @@ def _plan(shot_id: str, still: Path, continues_from: str | None = None) -> ShotP
                     seed=1, fps=8, width=32, height=32, num_frames=8, duration=1.0, min_frames=4, backend="motion",
                     conditioning=["still:previous:" + continues_from] if continues_from else ["still"],
                     continues_from=continues_from)
+
+
+@dataclass
+class ShotOutcome:
+    """What continue_from reads of a rendered shot (the continuity.Rendered protocol)."""
+
+    plan: ShotPlan
+    verdict: Verdict
+    takes: int
+    path: Path | None
+    last_path: Path | None = None
 
 
 def test_the_last_frame_of_the_kept_range_is_used(tmp_path):

@@ -70,7 +70,7 @@ CREATE TABLE "episodes" (
    "shots_used" TEXT,
    "shots_rejected" TEXT,
    "created_at" TEXT
-, "contact_sheet" TEXT, "signed" INTEGER);
+, "contact_sheet" TEXT, "signed" INTEGER, "key" TEXT, "reused" INTEGER);
 CREATE TABLE "frame_scores" (
    "take_id" INTEGER REFERENCES "takes"("id"),
    "frame" INTEGER,
@@ -107,6 +107,8 @@ CREATE INDEX "idx_photos_handle"
     ON "photos" ("handle");
 CREATE INDEX "idx_photos_sha256"
     ON "photos" ("sha256");
+CREATE INDEX "idx_takes_cache_key"
+    ON "takes" ("cache_key");
 CREATE INDEX "idx_takes_series_shot_id"
     ON "takes" ("series", "shot_id");
 CREATE TABLE "photos" (
@@ -151,4 +153,4 @@ CREATE TABLE "takes" (
    "keep_end" INTEGER,
    "conditioning" TEXT,
    "created_at" TEXT
-, "flicker" REAL, "findings" TEXT, "mood" TEXT, "used" INTEGER);
+, "flicker" REAL, "findings" TEXT, "mood" TEXT, "used" INTEGER, "cache_key" TEXT, "generated" INTEGER);
