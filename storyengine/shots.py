@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -89,6 +90,9 @@ class ShotResult:
     takes: list[TakeResult] = field(default_factory=list)
     verdict: Verdict | None = None
     chosen: int | None = None  # index into takes of the take the episode uses
+    started: float = 0.0  # wall-clock seconds (time.time()) when production began and ended
+    finished: float = 0.0
+    worker: int = 0  # pid of the process that produced it
 
     @property
     def path(self) -> Path | None:
@@ -153,7 +157,7 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
     if plan.bound is not None:
         shot_refs = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in shot_refs]
     credential = None
-    result = ShotResult(plan)
+    result = ShotResult(plan, started=time.time(), worker=os.getpid())
     wanted = max(1, plan.takes)
     limit = max(wanted, settings.max_takes, 1)
     accepted: list[tuple[float, int]] = []  # (score, -k) per accepted take
@@ -211,9 +215,11 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
         k_best = -accepted[best][1]
         result.chosen = k_best
         result.verdict = result.takes[k_best].verdict
+        result.finished = time.time()
         return result
     last = result.takes[-1].verdict
     result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
+    result.finished = time.time()
     return result
 
 
