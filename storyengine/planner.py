@@ -122,8 +122,9 @@ def plan_series(
                 still, continues_from = Path(previous.still), previous.shot_id
             else:
                 still, continues_from = (spec_dir / shot.still).resolve(), None
-                if not still.is_relative_to(ws.root):
-                    raise SpecError(f"{spec_path}: {where}: still {shot.still!r} is outside the workspace {ws.root}")
+                if not (still.is_relative_to(ws.root) or still.is_relative_to(spec_dir)):
+                    raise SpecError(f"{spec_path}: {where}: still {shot.still!r} is outside the workspace {ws.root} "
+                                    f"and the spec's folder")
                 if not still.is_file():
                     raise SpecError(f"{spec_path}: {where}: still not found: {still}")
                 notes.extend(_aspect_note(still, spec.width, spec.height, where))

@@ -313,7 +313,7 @@ def test_25_still_path_that_escapes_the_workspace(w):
     outside.parent.mkdir()
     outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
     p, err = plan_refused(w, SPEC.replace("still.png", "../../etc/passwd"))
-    assert err == f"error: {p}: episode 'day-1', shot 'a': still '../../etc/passwd' is outside the workspace {w.root}\n"
+    assert err == f"error: {p}: episode 'day-1', shot 'a': still '../../etc/passwd' is outside the workspace {w.root} and the spec's folder\n"
 
 
 def test_26_adapter_for_another_base_model(w, tmp_path):

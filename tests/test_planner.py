@@ -94,7 +94,7 @@ def test_plan_follows_the_backends_rules_and_records_conditioning(tmp_path, ws, 
     assert a.prompt == "mara_p, she looks up" and b.prompt == "mara_p"
     res = CliRunner().invoke(app, ["plan", str(p), "-w", str(ws.root), "--json"])
     assert res.exit_code == 0, res.output
-    shown = json.loads(res.output)
+    shown = json.loads(res.stdout)
     assert shown[1]["conditioning"] == b.conditioning and shown[1]["continues_from"] == "a"
     # the motion back-end takes no adapters: no trigger words, no LoRA label
     p.write_text(p.read_text().replace("backend: wan-vace", "backend: motion"))
