@@ -8,6 +8,7 @@ file is final, and :func:`assemble` once an episode's shots are done.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -141,7 +142,9 @@ def assemble(spec: SeriesSpec, ep: EpisodeSpec, spec_path: Path, ws: Workspace, 
              progress: Callable[[int, int], None] | None = None) -> EpisodeInfo:
     """Stitch, finish and (with a credential) sign one episode from its rendered shots.
 
-    The episode manifest lists the takes it uses as ingredients and records the disclosure setting.
+    The episode manifest lists the takes it uses as ingredients (titled ``<shot_id> take K``), the
+    shots left out, and the disclosure setting. An episode whose every shot was left out (the title
+    card alone) is signed too, with no ingredients.
     """
     finisher, (w, h) = finisher_for(spec, ep, spec_path, ws)
     by_id = {s.id: (i, s) for i, s in enumerate(ep.shots)}
@@ -165,9 +168,29 @@ def assemble(spec: SeriesSpec, ep: EpisodeSpec, spec_path: Path, ws: Workspace, 
                           left_out=left_out, progress=progress, end_card=ep.end_card, beats=ep.beats,
                           disclosure=disclosure, finisher=finisher,
                           copy_when_possible=settings.copy_when_possible)
-    if credential is not None and segments:
+    if credential is not None and (segments or shots):
         from .provenance import sign_episode
 
+        used = [r for r in shots if r.path is not None]
         sign_episode(out_path, credential=credential, clips=[s.path for s in segments], disclosure=disclosure,
-                     title=ep.title or ep.id)
+                     title=ep.title or ep.id, clip_titles=[take_title(r.shot_id, r.path) for r in used],
+                     left_out=[r.shot_id for r in shots if r.path is None])
     return info
+
+
+_TAKE_FILE = re.compile(r"^take-(\d+)-seed")
+
+
+def take_title(shot_id: str, path: Path) -> str:
+    """An episode ingredient's title: ``<shot_id> take K``, K from the take's file name
+    (``take-K-seedS[-mood].mp4``) or else from the take's own manifest; ``<shot_id>`` if neither says."""
+    m = _TAKE_FILE.match(Path(path).name)
+    if m:
+        return f"{shot_id} take {int(m.group(1))}"
+    try:
+        from .provenance import verify
+
+        take = (verify(Path(path)).render or {}).get("take")
+    except Exception:
+        take = None
+    return f"{shot_id} take {int(take)}" if isinstance(take, int) else shot_id

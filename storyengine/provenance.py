@@ -248,18 +248,27 @@ def sign_clip(path: Path, *, credential: Credential, backend_id: str, model: str
 
 
 def sign_episode(path: Path, *, credential: Credential, clips: list[Path], disclosure: str | None,
-                 title: str) -> None:
+                 title: str, clip_titles: list[str] | None = None, left_out: list[str] | None = None) -> None:
     """Add a C2PA manifest to a stitched episode, with every clip as a ``componentOf`` ingredient.
 
     The clips' own manifests travel along as ingredient manifests. The ``c2pa.created`` action
     says :data:`COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA` when any clip was made by a trained
     model (or its provenance is unknown), else :data:`COMPOSITE_SYNTHETIC`; each clip gets a
     ``c2pa.placed`` action. ``disclosure`` is the on-screen label text, or None when disabled.
+    ``clip_titles`` names each clip's ingredient (e.g. ``"day-1-morning take 2"``; default: the
+    file name). ``left_out`` lists the ids of the shots left out of the episode (every take
+    rejected). ``clips`` may be empty only when ``left_out`` is not: the episode is then the title
+    card alone, signed as :data:`COMPOSITE_SYNTHETIC` with no ingredients, and its manifest says
+    that every shot was left out.
     """
     path = Path(path)
     clips = [Path(c) for c in clips]
-    if not clips:
+    left_out = list(left_out or [])
+    if not clips and not left_out:
         raise MediaError(f"cannot sign episode {path}: no clips given")
+    titles = list(clip_titles) if clip_titles is not None else [c.name for c in clips]
+    if len(titles) != len(clips):
+        raise MediaError(f"cannot sign episode {path}: {len(clips)} clips but {len(titles)} clip titles")
     for c in clips:
         if not c.is_file():
             raise MediaError(f"clip not found for episode {path}: {c}")
@@ -272,18 +281,28 @@ def sign_episode(path: Path, *, credential: Credential, clips: list[Path], discl
         sources.update(res.digital_source_types or [TRAINED_ALGORITHMIC_MEDIA])
     dst = COMPOSITE_SYNTHETIC if sources <= {ALGORITHMIC_MEDIA} else COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
     ids = [f"clip-{i:03d}" for i in range(len(clips))]
+    if clips:
+        description = "episode stitched from AI-extended clips of real people"
+        if left_out:
+            description += f"; shots left out (every take rejected): {', '.join(left_out)}"
+    else:
+        description = (f"title card only: every shot was left out (every take rejected): {', '.join(left_out)}; "
+                       "no AI-extended clip is in this episode")
     actions = [{
         "action": "c2pa.created",
         "digitalSourceType": dst,
         "softwareAgent": {"name": "storyengine", "version": __version__},
-        "description": "episode stitched from AI-extended clips of real people",
+        "description": description,
     }] + [{"action": "c2pa.placed", "parameters": {"ingredientIds": [i]}} for i in ids]
     episode = {
-        "clips": [c.name for c in clips],
+        "clips": titles,
+        "files": [c.name for c in clips],
+        "left_out": left_out,
+        "title_only": not clips,
         "disclosure": {"mode": "disabled" if disclosure is None else "label", "text": disclosure},
     }
     manifest = _manifest(title, path, credential, actions, [{"label": EPISODE_LABEL, "data": _jsonable(episode)}])
-    ingredients = [({"title": c.name, "relationship": "componentOf", "label": i}, c) for i, c in zip(ids, clips)]
+    ingredients = [({"title": t, "relationship": "componentOf", "label": i}, c) for i, t, c in zip(ids, titles, clips)]
     _sign(path, manifest, ingredients, credential)
 
 
@@ -416,6 +435,9 @@ class VerifyResult:
         if self.episode is not None:
             disc = self.episode.get("disclosure") or {}
             out.append(f"  disclosure: {disc.get('text') if disc.get('mode') == 'label' else 'disabled'}")
+            if self.episode.get("left_out"):
+                every = " (every shot: title card only)" if self.episode.get("title_only") else ""
+                out.append(f"  left out: {', '.join(self.episode['left_out'])}{every}")
         out += [f"  {s.kind}: {s.code} — {s.explanation}" for s in self.failures]
         return out
 

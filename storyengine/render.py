@@ -255,7 +255,7 @@ def _run(ws, spec, spec_path, plans, refs, reg, out_dir, settings, reporter, exe
                             "path": str(ep_path.relative_to(ws.root)), "duration": duration, "frames": frames,
                             "shots_used": json.dumps(used), "shots_rejected": json.dumps(rejected),
                             "contact_sheet": str(sheet.relative_to(ws.root)) if sheet.exists() else None,
-                            "signed": int(credential is not None and bool(used)), "key": key, "reused": int(reused)})
+                            "signed": int(credential is not None), "key": key, "reused": int(reused)})
         outcome.episodes.append(EpisodeOutcome(ep.id, ep_path, duration, used, rejected,
                                                sheet if sheet.exists() else None, reused))
 

@@ -80,6 +80,7 @@ class EpisodeInfo:
     contact_sheet: Path | None = None
     notes: list[str] = field(default_factory=list)
     reencoded: bool = True  # False when the takes were joined with -c copy
+    join: "JoinPlan | None" = None  # the copy-join estimate, when the takes could have been copied
 
     @property
     def title_only(self) -> bool:
@@ -103,6 +104,8 @@ class _Item:
     size: tuple[int, int] | None = None  # decode-time scale, None = native
     src_size: tuple[int, int] | None = None
     sound: tuple[str, str] = ("ambience", "carriage")  # ("ambience", name) | ("file", path)
+    info: dict | None = None  # the take's ffprobe JSON
+    total: int = 0  # frames in the take
 
 
 def _frame_count(info: dict, path: Path) -> int:
@@ -137,7 +140,7 @@ def _inspect(seg: Segment, idx: int, fps: int, width: int, height: int, ambience
         notes.append(f"shot {label!r}: scaled from {src[0]}x{src[1]} to {width}x{height}")
     amb = seg.ambience or ambience
     sound = ("file", str(seg.audio)) if seg.audio else ("ambience", amb)
-    return _Item("shot", label, end - seg.start, amb, seg, seg.start, size, src, sound)
+    return _Item("shot", label, end - seg.start, amb, seg, seg.start, size, src, sound, info, total)
 
 
 def _describe(t: Transition, j: Join | None = None) -> str:
@@ -447,40 +450,153 @@ def _copyable(items: list[_Item], joins: list[Join], fps: int, width: int, heigh
             return "the episode has finishing (grade, LUT, upscale or sharpening)"
         if it.src_size != (width, height):
             return f"shot {it.label!r} is not {width}x{height}"
-        info = media.probe(seg.path)
+        info = it.info or media.probe(seg.path)
         v = media.video_stream(info, seg.path)
         if (v.get("codec_name"), v.get("pix_fmt")) != ("h264", "yuv420p") or abs(media.fps_of(v) - fps) > 0.01:
             return f"shot {it.label!r} is not H.264 yuv420p at {fps} fps"
-        if it.start != 0 or it.frames != _frame_count(info, seg.path):
+        if it.start != 0 or it.frames != it.total:
             return f"shot {it.label!r} is trimmed"
+        if v.get("time_base") != f"1/{_mp4_timescale(fps)}":
+            return f"shot {it.label!r} has time base {v.get('time_base')}, not 1/{_mp4_timescale(fps)}"
+    delays = {int(media.video_stream(it.info or {}, "").get("has_b_frames") or 0) for it in items
+              if it.kind == "shot" and it.info}
+    if len(delays) > 1:
+        return "the takes differ in B-frame reorder delay"
     return None
 
 
-def _encode_piece(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: int, crf: int,
-                  preset: str, fade_in: int = 0, fade_out: int = 0, n: int = 0) -> None:
-    with media.VideoWriter(path, width, height, fps, crf=crf, preset=preset, faststart=False) as w:
-        for i, f in enumerate(frames):
-            g = min(1.0, (i / fade_in) if fade_in else 1.0, ((n - 1 - i) / fade_out) if fade_out else 1.0)
-            w.write(_scale(f, g))
+def _mp4_timescale(fps: int) -> int:
+    """The MP4 track timescale ffmpeg gives an ``fps`` video (doubled until at least 10000)."""
+    ts = int(fps)
+    while ts < 10000:
+        ts *= 2
+    return ts
 
 
-def _concat_copy(pieces: list[Path], wav: Path, out: Path, tmpdir: Path) -> None:
-    """Join H.264 pieces through MPEG-TS (parameter sets in-band, so pieces from different encodes
-    decode cleanly) with ``-c:v copy``, and mux the sound bed as AAC, +faststart."""
-    ff = media.ffmpeg_exe()
-    ts = []
-    for k, p in enumerate(pieces):
-        t = tmpdir / f"piece{k:03d}.ts"
-        r = subprocess.run([ff, "-v", "error", "-y", "-i", str(p), "-map", "0:v:0", "-c:v", "copy",
-                            "-bsf:v", "h264_mp4toannexb", "-f", "mpegts", str(t)], capture_output=True)
-        if r.returncode != 0:
-            raise MediaError(f"cannot remux {p} for joining: {r.stderr.decode('utf-8', 'replace')[-600:].strip()}")
-        ts.append(t)
+def _reorder_delay(items: list[_Item]) -> int:
+    for it in items:
+        if it.kind == "shot" and it.info:
+            return int(media.video_stream(it.info, "").get("has_b_frames") or 0)
+    return 0
+
+
+# Cost model of the two ways to write an episode whose takes could be copied, calibrated with
+# scripts/bench_stitch.py (2 shared cores, libx264 veryfast; see docs/episodes.md, "Choosing the join").
+JOIN_PROCESS_S = 0.11
+"""Seconds one extra ffmpeg/ffprobe process costs (start-up, probing its input, pipes)."""
+JOIN_PIXEL_S = 3.4e-8
+"""Seconds re-encoding costs per pixel of a frame at preset veryfast (decode to RGB + finish + encode)."""
+PRESET_COST = {"ultrafast": 0.55, "superfast": 0.65, "veryfast": 1.0, "faster": 1.5, "fast": 1.8,
+               "medium": 2.2, "slow": 3.2, "slower": 5.0, "veryslow": 8.0, "placebo": 12.0}
+"""Encode cost of each libx264 preset relative to veryfast (decoding to RGB does not change)."""
+
+
+@dataclass
+class JoinPlan:
+    """Which items :func:`stitch_episode` copies and what each path is estimated to cost."""
+
+    copy: bool
+    copied: list[int]  # indexes into the items of the takes copied as they are
+    copied_frames: int
+    extra_processes: int  # processes the copy join starts beyond re-encoding (may be negative)
+    copy_saves_s: float  # estimated seconds the copy join saves (negative: it costs more)
+    reason: str
+
+
+def plan_join(frames: list[int], kinds: list[str], width: int, height: int, preset: str = "veryfast",
+              contact_sheet: bool = True) -> JoinPlan:
+    """Decide between the copy join and re-encoding for an episode whose takes could be copied.
+
+    ``frames``/``kinds`` describe the items in order (``title`` | ``shot`` | ``end``). The first and
+    last items are always encoded (they carry the fades from and to black), as are the cards; every
+    other shot is copied. Copying saves decoding and re-encoding the copied frames
+    (``frames × width × height × JOIN_PIXEL_S``, scaled by the preset's encode cost) and the two
+    processes that would decode each copied take (a probe and a decoder); it costs one encoder per
+    encoded piece beyond the first, the joining process, and one process that decodes the
+    contact sheet's thumbnails of the copied takes. The copy join is chosen when it saves time.
+    """
+    n = len(frames)
+    copied = [i for i in range(1, n - 1) if kinds[i] == "shot"]
+    copied_frames = sum(frames[i] for i in copied)
+    if not copied:
+        return JoinPlan(False, [], 0, 0, 0.0, "no take would be copied (the first and last pieces carry the fades)")
+    encoded_pieces = n - len(copied)
+    extra = (encoded_pieces - 1) + 1 + (1 if contact_sheet else 0) - 2 * len(copied)
+    enc = PRESET_COST.get(preset, 2.2)
+    per_frame = width * height * JOIN_PIXEL_S * (0.5 + 0.5 * enc)
+    thumbs = 0.25 * copied_frames * width * height * JOIN_PIXEL_S if contact_sheet else 0.0  # decode to mid-take
+    saves = copied_frames * per_frame - thumbs - extra * JOIN_PROCESS_S
+    copy = saves > 0
+    why = (f"copying {copied_frames} frames of {len(copied)} take(s) saves ~{saves:.2f} s"
+           if copy else f"re-encoding is estimated {-saves:.2f} s faster than copying {copied_frames} frames")
+    return JoinPlan(copy, copied, copied_frames, extra, saves, why)
+
+
+class _PieceWriter:
+    """libx264 into MP4, a piece of a copy join: the same time base as the takes (same fps) and the
+    same B-frame reorder delay, so the joined timestamps run on without a gap or an overlap."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: int, crf: int, preset: str, delay: int) -> None:
+        self.path = path
+        bframes = "bframes=0" if delay <= 0 else ("bframes=3:b-pyramid=none" if delay == 1 else "bframes=3:b-pyramid=normal")
+        self.cmd = [media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
+                    "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-",
+                    "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-x264-params", bframes,
+                    "-pix_fmt", "yuv420p", "-f", "mp4", str(path)]
+
+    def run(self, frames: Iterator[np.ndarray], n: int, fade_in: int, fade_out: int) -> int:
+        proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        written = 0
+        try:
+            for i, f in enumerate(frames):
+                g = min(1.0, (i / fade_in) if fade_in else 1.0, ((n - 1 - i) / fade_out) if fade_out else 1.0)
+                proc.stdin.write(np.ascontiguousarray(_scale(f, g)).tobytes())
+                written += 1
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            err = proc.stderr.read() if proc.stderr else b""
+            rc = proc.wait()
+        if rc != 0:
+            raise MediaError(f"ffmpeg failed encoding {self.path.name}: {err.decode('utf-8', 'replace')[-600:].strip()}")
+        return written
+
+
+def _middle_frames(paths: list[Path], indexes: list[int], tmpdir: Path) -> list[np.ndarray | None]:
+    """Frame ``indexes[k]`` of each ``paths[k]``, all decoded by one ffmpeg process (for thumbnails)."""
+    if not paths:
+        return []
+    cmd = [media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    for p in paths:
+        cmd += ["-i", str(p)]
+    graph, outs = [], []
+    for k, idx in enumerate(indexes):
+        graph.append(f"[{k}:v:0]trim=end_frame={idx + 1},select='eq(n\\,{idx})'[t{k}]")
+        outs += ["-map", f"[t{k}]", "-frames:v", "1", "-c:v", "bmp", "-f", "image2", str(tmpdir / f"thumb{k:03d}.bmp")]
+    r = subprocess.run(cmd + ["-filter_complex", ";".join(graph)] + outs, capture_output=True)
+    frames: list[np.ndarray | None] = []
+    for k in range(len(paths)):
+        f = tmpdir / f"thumb{k:03d}.bmp"
+        frames.append(np.asarray(Image.open(f).convert("RGB")) if r.returncode == 0 and f.is_file() else None)
+    return frames
+
+
+def _concat_copy(pieces: list[tuple[Path, int]], fps: int, wav: Path, out: Path, tmpdir: Path) -> None:
+    """Join the MP4 pieces with ``-c:v copy`` and mux the sound bed as AAC, +faststart, in one ffmpeg.
+
+    The concat demuxer (``auto_convert``) passes each piece through h264_mp4toannexb, so every
+    piece carries its own SPS/PPS in-band and pieces from different encodes decode cleanly.
+    """
     lst = tmpdir / "pieces.txt"
-    lst.write_text("".join(f"file '{t.as_posix()}'\n" for t in ts))
-    cmd = [ff, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(lst), "-i", str(wav),
-           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k", "-shortest",
-           "-movflags", "+faststart", "-f", "mp4", str(out)]
+    lst.write_text("".join(f"file '{p.as_posix()}'\nduration {n / fps:.6f}\n" for p, n in pieces))
+    cmd = [media.ffmpeg_exe(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-auto_convert", "1", "-i", str(lst),
+           "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k",
+           "-shortest", "-movflags", "+faststart", "-f", "mp4", str(out)]
     r = subprocess.run(cmd, capture_output=True)
     if r.returncode != 0:
         raise MediaError(f"ffmpeg failed joining {out}: {r.stderr.decode('utf-8', 'replace')[-800:].strip()}")
@@ -513,6 +629,7 @@ def stitch_episode(
     disclosure: str | None = None,
     finisher: Finisher | None = None,
     copy_when_possible: bool = True,
+    join: str = "auto",
 ) -> EpisodeInfo:
     """Stitch a title card, the accepted takes and an optional end card into one H.264 + AAC episode, atomically.
 
@@ -538,7 +655,10 @@ def stitch_episode(
             the piece before the cut).
         disclosure: the label drawn in a corner of every frame (None = no label).
         finisher: grade, LUT and resampling applied identically to every shot.
-        copy_when_possible: join with ``-c copy`` when nothing needs new pictures.
+        copy_when_possible: join with ``-c copy`` when nothing needs new pictures and
+            :func:`plan_join` estimates it is faster (False: always re-encode).
+        join: ``"auto"`` (the above), ``"copy"`` (copy whenever nothing needs new pictures, whatever
+            the estimate) or ``"encode"`` (always re-encode).
 
     Raises:
         ValueError: bad format, an unknown ambience, or a segment that keeps no frames.
@@ -603,7 +723,21 @@ def stitch_episode(
 
     thumbs: dict[int, Image.Image] = {}
     title_thumb: Image.Image | None = None
-    why_not = _copyable(items, joins, fps, width, height, disclosure, finisher) if copy_when_possible else "not asked"
+    if join not in ("auto", "copy", "encode"):
+        raise ValueError(f"join must be auto, copy or encode, got {join!r}")
+    why_not = _copyable(items, joins, fps, width, height, disclosure, finisher) \
+        if copy_when_possible and join != "encode" else "not asked"
+    plan = None
+    if why_not is None:
+        plan = plan_join([it.frames for it in items], [it.kind for it in items], width, height, preset,
+                         contact_sheet is not None)
+        if not plan.copied:
+            why_not = plan.reason
+        elif not plan.copy and join == "auto":
+            why_not = plan.reason
+    info.join = plan
+    if plan is not None and why_not is not None:
+        notes.append(f"re-encoded although the takes could be copied: {why_not}")
     with tempfile.TemporaryDirectory(prefix="storyengine-stitch-") as tmpdir:
         # 2. The sound bed, written as WAV for the muxer.
         wav = audio.write_wav(
@@ -611,31 +745,47 @@ def stitch_episode(
         )
 
         if why_not is None:
-            # 3a. Hard cuts only and untouched takes: encode the cards (and the last shot, for its
-            #     fade to black) and join everything else as it is.
-            pieces: list[Path] = []
-            shot_no = 0
+            # 3a. Hard cuts only and untouched takes: encode the cards and the first and last pieces
+            #     (for the fades) as MPEG-TS, and join them with the takes as they are, in one ffmpeg.
+            assert plan is not None
+            pieces: list[tuple[Path, int]] = []
+            shot_nos = {}
             for i, it in enumerate(items):
-                last, first = i == len(items) - 1, i == 0
-                if it.kind == "shot" and not last and not first:
-                    pieces.append(Path(it.segment.path))  # type: ignore[union-attr]
-                else:
-                    p = Path(tmpdir) / f"enc{i:03d}.mp4"
-                    src = card(it) if it.kind != "shot" else _shot_frames(it)
-                    _encode_piece(p, src, width, height, fps, crf, preset, edge if first else 0, edge if last else 0,
-                                  it.frames)
-                    pieces.append(p)
                 if it.kind == "shot":
-                    mid = None
-                    for mid in media.iter_frames(it.segment.path, max_frames=it.frames // 2 + 1):  # type: ignore[union-attr]
-                        pass
-                    if mid is not None:
-                        thumbs[shot_no] = _thumb(mid, 320)
-                    shot_no += 1
+                    shot_nos[i] = len(shot_nos)
+            for i, it in enumerate(items):
+                if i in plan.copied:
+                    pieces.append((Path(it.segment.path), it.frames))  # type: ignore[union-attr]
+                    continue
+                p = Path(tmpdir) / f"enc{i:03d}.mp4"
+                src = card(it) if it.kind != "shot" else _shot_frames(it)
+                mid = it.frames // 2
+
+                def tap(frames: Iterator[np.ndarray], i: int = i, it: _Item = it, mid: int = mid) -> Iterator[np.ndarray]:
+                    nonlocal title_thumb
+                    for j, f in enumerate(frames):
+                        if j == mid and contact_sheet is not None:
+                            if it.kind == "shot":
+                                thumbs[shot_nos[i]] = _thumb(f, 320)
+                            elif it.kind == "title":
+                                title_thumb = _thumb(f, 320)
+                        yield f
+
+                n = _PieceWriter(p, width, height, fps, crf, preset, _reorder_delay(items)).run(
+                    tap(src), it.frames, edge if i == 0 else 0, edge if i == len(items) - 1 else 0)
+                if n != it.frames:
+                    notes.append(f"{it.kind} {it.label!r}: expected {it.frames} frames, decoded {n}")
+                pieces.append((p, n))
+            if contact_sheet is not None:
+                mids = _middle_frames([Path(items[i].segment.path) for i in plan.copied],  # type: ignore[union-attr]
+                                      [items[i].frames // 2 for i in plan.copied], Path(tmpdir))
+                for i, f in zip(plan.copied, mids):
+                    if f is not None:
+                        thumbs[shot_nos[i]] = _thumb(f, 320)
             with atomic_path(out_path) as tmp:
-                _concat_copy(pieces, wav, tmp, Path(tmpdir))
+                _concat_copy(pieces, fps, wav, tmp, Path(tmpdir))
             info.reencoded = False
-            notes.append("joined without re-encoding the takes (-c copy)")
+            notes.append(f"joined without re-encoding the takes (-c copy): {plan.reason}")
             if progress:
                 progress(total, total)
         else:

@@ -10,7 +10,7 @@ import pytest
 from storyengine import audio, media
 from storyengine.finishing import Finisher, write_cube
 from storyengine.specs import Caption, EndCard, Finish, Transition
-from storyengine.stitch import Segment, stitch_episode
+from storyengine.stitch import JOIN_PIXEL_S, JOIN_PROCESS_S, PRESET_COST, Segment, plan_join, stitch_episode
 
 W, H, FPS = 160, 90, 12
 RED, BLUE, GREEN, GREY = (200, 30, 30), (30, 30, 200), (30, 180, 30), (110, 110, 110)
@@ -170,8 +170,9 @@ def test_finishing_upscales_and_applies_the_lut_to_every_shot(takes, tmp_path):
 def test_hard_cuts_join_without_reencoding(takes, tmp_path):
     out = tmp_path / "copy.mp4"
     segs = [Segment(takes["red"]), Segment(takes["tex"]), Segment(takes["blue"])]
-    info = stitch_episode(segs, out, title="Copy", title_duration=1.0, transition=Transition(type="cut"), **FAST)
-    assert info.reencoded is False
+    info = stitch_episode(segs, out, title="Copy", title_duration=1.0, transition=Transition(type="cut"), join="copy",
+                          contact_sheet=tmp_path / "copy.png", **FAST)
+    assert info.reencoded is False and info.join.copied == [1, 2]
     assert media.count_frames(out) == info.frames == 12 + 72
     err = subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True)
     assert err.returncode == 0 and err.stderr == b""
@@ -186,3 +187,43 @@ def test_hard_cuts_join_without_reencoding(takes, tmp_path):
     info = stitch_episode(segs, tmp_path / "enc.mp4", title="Copy", title_duration=1.0, transition=Transition(type="cut"),
                           disclosure="AI-extended from a still photograph", **FAST)
     assert info.reencoded is True and info.frames == 84
+    assert (tmp_path / "copy.png").stat().st_size > 0  # thumbnails of the copied take come from one decoder
+
+
+def test_the_join_follows_the_estimate(takes, tmp_path):
+    """The copy join is used exactly when plan_join estimates it saves time; cards, the first and the
+    last shot are encoded (fades), the shots between are copied."""
+    # The rule itself: saving = copied pixels x per-pixel cost - thumbnail decode - extra processes x start-up.
+    p = plan_join([48, 96, 96], ["title", "shot", "shot"], 640, 360, "veryfast")
+    per_px = JOIN_PIXEL_S * (0.5 + 0.5 * PRESET_COST["veryfast"]) - 0.25 * JOIN_PIXEL_S
+    assert p.copied == [1] and p.copied_frames == 96 and p.extra_processes == 1
+    assert p.copy_saves_s == pytest.approx(96 * 640 * 360 * per_px - JOIN_PROCESS_S)
+    assert p.copy == (p.copy_saves_s > 0)
+    assert plan_join([48, 96], ["title", "shot"], 640, 360).copy is False  # nothing between the fades
+    assert plan_join([96, 96], ["shot", "shot"], 640, 360).copied == []
+    eight = plan_join([48] + [96] * 8, ["title"] + ["shot"] * 8, 640, 360, "veryfast")
+    assert eight.copy and eight.copied == list(range(1, 8)) and eight.extra_processes < 0
+    assert plan_join([48, 96, 96, 24], ["title", "shot", "shot", "end"], 640, 360).copied == [1, 2]  # end card fades
+    slower = plan_join([48, 96, 96], ["title", "shot", "shot"], 640, 360, "medium")
+    assert slower.copy_saves_s > p.copy_saves_s  # a slower preset makes re-encoding dearer
+    # stitch_episode does what the estimate says, both ways.
+    cases = {"one take copied": [Segment(takes["red"]), Segment(takes["tex"])],
+             "five takes copied": [Segment(takes[k]) for k in ("red", "tex", "blue", "green", "grey", "tex")],
+             "nothing to copy": [Segment(takes["red"])]}
+    seen = set()
+    for name, segs in cases.items():
+        info = stitch_episode(segs, tmp_path / f"{len(segs)}.mp4", title="Auto", title_duration=1.0,
+                              transition=Transition(type="cut"), contact_sheet=tmp_path / f"{len(segs)}.png", **FAST)
+        expect = plan_join([12] + [24] * len(segs), ["title"] + ["shot"] * len(segs), W, H, "ultrafast")
+        assert info.join == expect, name
+        assert info.reencoded is (not expect.copy), name
+        assert media.count_frames(tmp_path / f"{len(segs)}.mp4") == info.frames == 12 + 24 * len(segs)
+        seen.add(info.reencoded)
+        if info.reencoded:
+            assert any("re-encoded although the takes could be copied" in n for n in info.notes)
+    assert seen == {True, False}
+    assert plan_join([12] + [24] * 6, ["title"] + ["shot"] * 6, W, H, "ultrafast").copy  # many small takes: copy
+    # copy_when_possible=False (the setting) and join="encode" never copy
+    info = stitch_episode(cases["five takes copied"], tmp_path / "enc.mp4", title="Auto", title_duration=1.0,
+                          transition=Transition(type="cut"), copy_when_possible=False, **FAST)
+    assert info.reencoded is True

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import save
@@ -75,8 +76,12 @@ def test_episode_is_finished_signed_and_lists_its_takes(rendered):
     r = verify(ep)
     assert r.state == "valid" and r.digital_source_types[:1] == [COMPOSITE_SYNTHETIC]
     assert r.episode["disclosure"] == {"mode": "label", "text": "AI-extended from a still photograph"}
-    used = [s.path.name for s in out.shots]
-    assert r.ingredients == used and r.episode["clips"] == used  # the takes the episode uses, in order
+    # each take is named by its shot and take number; the file stays the ingredient
+    titles = [f"{s.plan.shot_id} take {s.chosen + 1}" for s in out.shots]
+    assert r.ingredients == titles and r.episode["clips"] == titles  # the takes the episode uses, in order
+    assert r.episode["files"] == [s.path.name for s in out.shots] and r.episode["left_out"] == []
+    store = r.to_dict()
+    assert store["ingredients"] == titles and "morning take" in "\n".join(r.lines())
     assert (ws.renders / "diary" / "day-1.png").is_file()
     # tampering with one byte of the episode's media is reported invalid
     data = bytearray(ep.read_bytes())
@@ -118,3 +123,38 @@ def test_spec_files_are_checked_before_rendering(tmp_path):
     spec = _spec(ws, extra_shot={"moods": ["sad"]})
     with pytest.raises(SpecError, match=r"moods.*unknown mood 'sad'"):
         render_series(ws, spec, settings=Settings.load(ws.root, sign=False))
+
+
+def test_episode_with_every_shot_rejected_is_signed(tmp_path, astronaut):
+    """The only shot's check fails (bound 1.0): the title-only episode is still published and signed,
+    with no clip ingredients and a manifest that names the rejected shot."""
+    from storyengine.register import register_character
+    from storyengine.registry import Registry
+    from storyengine.workspace import Workspace
+
+    ws = Workspace.at(tmp_path / "ws").ensure()
+    photos = [save(tmp_path / "src" / "p1.png", astronaut), save(tmp_path / "src" / "p2.png", astronaut[:, ::-1].copy())]
+    reg = Registry.open(ws)
+    register_character(reg, ws, "mara", photos, kind="person", name="Mara", settings=Settings.load(ws.root))
+    reg.close()
+    save(ws.episodes / "stills" / "face.png", np.asarray(Image.fromarray(astronaut).resize((160, 120))))
+    spec = {"series": "gone", "fps": 12, "width": 160, "height": 120, "seed": 2,
+            "episodes": [{"id": "day-9", "title": "Day 9", "title_duration": 0.5,
+                          "shots": [{"id": "face", "still": "stills/face.png", "characters": ["mara"], "duration": 1.0,
+                                     "bound": 1.0}]}]}
+    p = ws.episodes / "gone.yaml"
+    p.write_text(yaml.safe_dump(spec, sort_keys=False))
+    settings = Settings.load(ws.root, c2pa_dir=str(ws.root / "cred"), preset="ultrafast", max_takes=1)
+    out = render_series(ws, p, settings=settings)
+    ep = out.episodes[0]
+    assert ep.used == [] and ep.rejected == ["face"] and ep.path.is_file()
+    r = verify(ep.path)
+    assert r.state == "valid", r.failures
+    assert r.ingredients == [] and r.digital_source_types == [COMPOSITE_SYNTHETIC]
+    assert [a["action"] for a in r.actions] == ["c2pa.created"]
+    assert "every shot was left out" in r.actions[0]["description"] and "face" in r.actions[0]["description"]
+    d = r.to_dict()
+    assert d["episode"]["left_out"] == ["face"] and d["episode"]["title_only"] is True and d["episode"]["clips"] == []
+    assert d["episode"]["disclosure"]["mode"] == "label"
+    res = CliRunner().invoke(app, ["verify", str(ep.path)])
+    assert res.exit_code == 0 and "left out: face (every shot: title card only)" in res.output
