@@ -1,11 +1,18 @@
 """Frames per second of the checker's full mode against a naive per-frame detect+embed loop, same clip, same run.
 
 The clip: the astronaut with a slow camera move and a face swap in the middle (tests/evalclips.py),
-at 640x480 by default. Both loops decode the same file; the naive loop runs dlib's full-frame
-detector and the descriptor on every frame; full mode detects every ``--detect-stride`` frames,
-tracks by local re-detection in between and reuses vectors of unchanged face crops.
+at 640x480 by default. Every loop decodes the same file:
 
-    .venv/bin/python scripts/bench_checker.py [--frames 96] [--width 640] [--detect-stride 8]
+* naive — dlib's full-frame detector and the descriptor on every frame;
+* full, no reuse — full mode with every face embedded one at a time (what full mode did before
+  chip reuse and batching: detection every ``--detect-stride`` frames, tracking in between);
+* full — full mode as shipped: tracking, a vector reused while the aligned face chip matches the
+  last embedded one (fresh at least every ``REFRESH_EVERY`` frames), the rest embedded in batches.
+
+It checks that full mode agrees with the naive loop: similarities within ``--tol`` and the same
+frames flagged as drifted (exit status 1 otherwise).
+
+    .venv/bin/python scripts/bench_checker.py [--frames 96] [--width 640] [--detect-stride 8] [--tol 0.02]
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -22,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import evalclips as E  # noqa: E402
 
-from storyengine import media  # noqa: E402
+from storyengine import media, tracking  # noqa: E402
 from storyengine.consistency import Reference, check, derive_bound  # noqa: E402
 from storyengine.encoders.base import l2n  # noqa: E402
 from storyengine.plugins import get_encoder  # noqa: E402
@@ -34,13 +42,17 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=96)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--detect-stride", type=int, default=8)
+    ap.add_argument("--tol", type=float, default=0.02, help="largest |full - naive| similarity accepted")
+    ap.add_argument("--reuse-tol", type=float, default=tracking.REUSE_TOL, help="chip difference under which a vector is reused")
     args = ap.parse_args()
+    tracking.REUSE_TOL = args.reuse_tol
     enc = get_encoder("dlib-face")
     vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
     b, src = derive_bound(enc, vecs)
     ref = Reference("mara", enc, vecs, l2n(vecs.mean(axis=0)), b, src)
     h = args.width * 3 // 4 // 2 * 2
     clip = E.make_clip("swap", args.frames, other="hopper", span=(args.frames // 2, args.frames // 2 + args.frames // 8))
+    settings = Settings(check_mode="full", detect_stride=args.detect_stride)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.mp4"
         with media.VideoWriter(path, args.width, h, E.FPS, crf=18, preset="veryfast") as w:
@@ -53,26 +65,45 @@ def main() -> None:
             dets = enc.embed(f)
             naive.append(max((ref.similarity(d.vector) for d in dets), default=None))
         t_naive = time.perf_counter() - t0
-        # 2. full mode
+        # 2. full mode without reuse or batching (every tracked face embedded, one at a time)
+        saved = tracking.REFRESH_EVERY, tracking.EMBED_BATCH
+        tracking.REFRESH_EVERY, tracking.EMBED_BATCH = 1, 1
         t0 = time.perf_counter()
-        res = check(path, [ref], settings=Settings(check_mode="full", detect_stride=args.detect_stride))
+        base = check(path, [ref], settings=settings)
+        t_base = time.perf_counter() - t0
+        tracking.REFRESH_EVERY, tracking.EMBED_BATCH = saved
+        # 3. full mode as shipped
+        t0 = time.perf_counter()
+        res = check(path, [ref], settings=settings)
         t_full = time.perf_counter() - t0
-        # 3. sampled mode, for scale
+        # 4. sampled mode, for scale
         t0 = time.perf_counter()
         check(path, [ref], settings=Settings(check_mode="sampled"))
         t_sampled = time.perf_counter() - t0
     n = len(naive)
     full = {s.index: s.similarity for s in res.scores}
-    diffs = [abs(full[i] - naive[i]) for i in range(n) if full.get(i) is not None and naive[i] is not None]
+    diffs = {i: abs(full[i] - naive[i]) for i in range(n) if full.get(i) is not None and naive[i] is not None}
+    worst = max(diffs, key=diffs.get)
     naive_flags = [i for i in range(n) if naive[i] is not None and naive[i] < b]
     full_flags = sorted(s.index for s in res.scores if s.drifted)
+    base_flags = sorted(s.index for s in base.scores if s.drifted)
+    missing = sum(1 for i in range(n) if (full.get(i) is None) != (naive[i] is None))
+    src_counts = Counter(s.source for s in res.scores)
     print(f"clip: {n} frames {args.width}x{h}, face swap at frames {clip.truth.index(True)}–{n - 1 - clip.truth[::-1].index(True)}")
-    print(f"naive detect+embed per frame: {n / t_naive:6.1f} frames/s ({t_naive:.2f} s)")
-    print(f"full mode (detect every {args.detect_stride}, track, reuse): {n / t_full:6.1f} frames/s ({t_full:.2f} s)  "
-          f"speed-up {t_naive / t_full:.2f}x; work: {res.stats}")
+    print(f"naive detect+embed per frame:            {n / t_naive:6.1f} frames/s ({t_naive:.2f} s)")
+    print(f"full mode, no reuse/batching (before):   {n / t_base:6.1f} frames/s ({t_base:.2f} s)  "
+          f"speed-up {t_naive / t_base:.2f}x; work: {base.stats}")
+    print(f"full mode (detect every {args.detect_stride}, track, reuse <{tracking.REUSE_TOL:g}, refresh every "
+          f"{tracking.REFRESH_EVERY}, batch {tracking.EMBED_BATCH}): {n / t_full:6.1f} frames/s ({t_full:.2f} s)  "
+          f"speed-up {t_naive / t_full:.2f}x vs naive, {t_base / t_full:.2f}x vs no reuse; work: {res.stats}; sources: {dict(src_counts)}")
     print(f"sampled mode (16 frames): {t_sampled:.2f} s for the clip")
-    print(f"agreement: max |full - naive| similarity {max(diffs):.4f} over {len(diffs)} frames; "
-          f"same drifted frames: {full_flags == naive_flags} ({len(full_flags)} flagged)")
+    ok = diffs[worst] <= args.tol and full_flags == naive_flags and missing == 0
+    print(f"agreement: max |full - naive| similarity {diffs[worst]:.4f} (frame {worst}, { {s.index: s.source for s in res.scores}[worst]}) "
+          f"over {len(diffs)} frames (tolerance {args.tol:g}); same drifted frames as naive: {full_flags == naive_flags} "
+          f"({len(full_flags)} flagged; no-reuse run: {len(base_flags)}, same: {base_flags == naive_flags}); "
+          f"face found/not found differs on {missing} frames")
+    print("PASS" if ok else "FAIL")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

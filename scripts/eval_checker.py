@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import evalclips as E  # noqa: E402
 
+from storyengine import tracking  # noqa: E402
 from storyengine.consistency import Reference, check, derive_bound  # noqa: E402
 from storyengine.encoders.base import l2n  # noqa: E402
 from storyengine.plugins import get_encoder  # noqa: E402
@@ -32,7 +33,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--mode", default="both", choices=["full", "sampled", "both"])
     ap.add_argument("--detect-stride", type=int, default=8)
+    ap.add_argument("--reuse-tol", type=float, default=tracking.REUSE_TOL, help="chip difference under which full mode reuses a vector")
     args = ap.parse_args()
+    tracking.REUSE_TOL = args.reuse_tol
     enc = get_encoder("dlib-face")
     vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
     bound, src = derive_bound(enc, vecs)
@@ -43,12 +46,15 @@ def main() -> None:
         clips = [(c, E.write_clip(c, Path(tmp) / f"{c.name}.mp4")) for c in E.suite(args.frames)]
         for mode in modes:
             tp = fn = fp = tn = unknown_clean = 0
+            work: dict[str, int] = {}
             t0 = time.perf_counter()
             print(f"\n== {mode} mode ==")
             print(f"{'clip':16} {'verdict':8} {'flagged':>8} {'swapped':>8} {'clean':>6} {'false':>6}  reason")
             for clip, path in clips:
                 res = check(path, [ref], settings=Settings(check_mode=mode, detect_stride=args.detect_stride))
                 flags = {s.index: (s.drifted, s.similarity) for s in res.scores}
+                for k, v in res.stats.items():
+                    work[k] = work.get(k, 0) + v
                 c_tp = c_fp = c_sw = c_cl = 0
                 for i, (drift, sim) in flags.items():
                     truth = clip.truth[i]
@@ -64,7 +70,7 @@ def main() -> None:
             dt = time.perf_counter() - t0
             print(f"{mode}: frame-level detection rate {tp}/{tp + fn} = {tp / max(1, tp + fn):.3f}; "
                   f"false-reject rate {fp}/{fp + tn} = {fp / max(1, fp + tn):.3f} "
-                  f"(clean frames with no face found: {unknown_clean}); {dt:.1f} s")
+                  f"(clean frames with no face found: {unknown_clean}); {dt:.1f} s" + (f"; work: {work}" if work else ""))
 
 
 if __name__ == "__main__":

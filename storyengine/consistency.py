@@ -11,8 +11,9 @@ Two modes:
 * ``sampled`` — the protocol identity papers use: 16 evenly spaced frames, full detection on
   each, the largest/assigned face, similarity clamped at 0, frames without a face skipped;
 * ``full`` — every frame (``check_stride``): full detection every ``detect_stride`` frames,
-  faces tracked in between (:mod:`storyengine.tracking`), vectors reused for unchanged crops,
-  and observations cached per (video sha256, encoder, mode, strides) in the registry.
+  faces tracked in between (:mod:`storyengine.tracking`), a vector reused while the aligned face
+  chip matches the last embedded one (fresh at least every 8 frames), the remaining embeddings
+  computed in batches of 8, and observations cached per (video sha256, encoder, mode, strides) in the registry.
 
 Temporal signals (VBench-style): per character, *subject consistency* (each frame's embedding
 against the first and the previous scored frame, cosine, averaged); per clip, *flicker* (mean
@@ -41,7 +42,7 @@ from .tracking import FaceTracker, FrameObserver, Observation, can_track
 
 SAMPLED_FRAMES = 16
 MODES = ("full", "sampled")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: aligned-chip reuse and batched embeddings in full mode
 
 
 @dataclass
@@ -214,6 +215,8 @@ def observe_frames(
                     obs[enc.key()][i] = [Observation(tuple(int(v) for v in d.box), d.vector, "detected") for d in enc.embed(frame)]
         if progress:
             progress(i + 1, total)
+    for o in observers.values():
+        o.flush()  # the last, partial batch of embeddings
     stats: dict[str, int] = {}
     for o in observers.values():
         for k, v in o.stats.items():

@@ -4,11 +4,22 @@ A full-frame detection runs every ``detect_stride`` frames (and whenever a track
 Between them each face is *tracked by local re-detection*: the encoder's own detector runs only
 on a window around the face's last box (a few ms instead of a full frame). If the detector does
 not fire there, the face is turned away or hidden in that frame: it is unknown, not drifted, and
-the next frame gets a full detection. An identity vector is recomputed only when the face crop
-changed since the last embedded crop; a near-identical crop reuses the last vector ("reused").
+the next frame gets a full detection.
 
-Encoders without ``detect``/``embed_box`` (appearance encoders that search windows) are embedded
-per scored frame, reusing the previous result when the whole frame is unchanged.
+Identity vectors (the expensive part: ~100 ms per face for dlib's ResNet) are computed only when
+the face changed. Each found face is aligned the way the descriptor sees it (5 landmarks → the
+150x150 chip), and its small grey signature is compared with the signature of the *last frame
+that was actually embedded* for that track — not the previous frame, so a slow morph accumulates
+until it crosses the threshold. Under ``reuse_tol`` (mean absolute difference, 0–1) the vector is
+reused (``source="reused"``); a fresh embedding is forced at least every ``refresh_every``
+frames regardless. The embeddings that remain are computed in batches of up to ``batch`` chips
+(one forward pass), streaming: observations whose vector is pending are filled in when their
+batch runs, at the latest on :meth:`FaceTracker.flush`; never more than ``batch`` chips are held.
+
+Encoders with ``detect``/``embed_box`` but no ``align``/``embed_chips`` use a grey crop of the box
+as the signature and are embedded one face at a time. Encoders without ``detect``/``embed_box``
+(appearance encoders that search windows) are embedded per scored frame, reusing the previous
+result when the whole frame is unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +33,14 @@ import numpy as np
 from .encoders.base import Detection, Encoder
 
 Box = tuple[int, int, int, int]
-REUSE_TOL = 3.0  # mean absolute difference (0-255) of a 32x32 grey crop under which a vector is reused
+# Calibration (scripts/bench_checker.py, scripts/eval_checker.py, tests/test_consistency.py): the
+# signature difference of the same face between frames (pan, rotation, JPEG, landmark jitter) is
+# 0.003-0.03; a pasted face of someone else is 0.16-0.25; a morph adds ~0.007 per frame of 24.
+REUSE_TOL = 0.02  # mean absolute difference (0-1) of 32x32 grey aligned chips under which a vector is reused
+REFRESH_EVERY = 8  # a fresh embedding at least every this many frames per face, whatever the chips say
+EMBED_BATCH = 8  # chips per batched forward pass
+SIG_SIZE = 32
+CROP_REUSE_TOL = 3.0 / 255  # the grey-crop fallback (encoders without align): the previous, stricter rule
 ROI_MARGIN = 0.5  # the tracking window extends the last box by this fraction of its size on every side
 
 
@@ -36,17 +54,50 @@ class Observation:
 
 
 @dataclass
+class _Embedding:
+    """One vector, computed now or pending in the current batch, and the observations that share it."""
+
+    vector: np.ndarray | None = None
+    chip: np.ndarray | None = None  # held only while pending
+    waiting: list[Observation] = field(default_factory=list)
+
+    def attach(self, obs: Observation) -> None:
+        if self.vector is not None:
+            obs.vector = self.vector
+        else:
+            self.waiting.append(obs)
+
+    def resolve(self, v: np.ndarray) -> None:
+        self.vector, self.chip = v, None
+        for o in self.waiting:
+            o.vector = v
+        self.waiting = []
+
+
+@dataclass
 class _Track:
-    box: Box
-    crop: np.ndarray  # the grey crop the vector was computed from
-    vector: np.ndarray
+    box: Box  # where the face is now (the tracking window and the association follow it)
+    sig: np.ndarray  # signature of the last *embedded* frame of this face (not the previous frame)
+    emb: _Embedding
+    age: int  # frames since that embedding
+    at: Box  # the box the embedded chip was aligned in
 
 
 def _grey_crop(frame: np.ndarray, box: Box) -> np.ndarray:
     x0, y0, x1, y1 = box
     c = frame[max(0, y0):max(y0 + 1, y1), max(0, x0):max(x0 + 1, x1)]
     g = cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return cv2.resize(g, (SIG_SIZE, SIG_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def chip_signature(chip: np.ndarray) -> np.ndarray:
+    """Small grey version (0-1) of an aligned face chip: what reuse decisions compare."""
+    g = cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(g, (SIG_SIZE, SIG_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _mad(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).mean()) if a.shape == b.shape else float("inf")
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -62,31 +113,77 @@ def can_track(encoder: Encoder) -> bool:
         and getattr(encoder, "modality", "") == "face"
 
 
+def can_batch(encoder: Encoder) -> bool:
+    return callable(getattr(encoder, "align", None)) and callable(getattr(encoder, "embed_chips", None))
+
+
 @dataclass
 class FaceTracker:
-    """Stateful per-clip observer for one face encoder (feed frames in order)."""
+    """Stateful per-clip observer for one face encoder (feed frames in order, then :meth:`flush`)."""
 
     encoder: Any
     detect_stride: int = 8
-    reuse_tol: float = REUSE_TOL
+    reuse_tol: float | None = None  # None: REUSE_TOL for aligned chips, CROP_REUSE_TOL for grey crops
+    refresh_every: int | None = None  # None: REFRESH_EVERY (read when the tracker is made)
+    batch: int | None = None  # None: EMBED_BATCH
     tracks: list[_Track] = field(default_factory=list)
     since_detect: int = 10**9
-    stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0, "batches": 0})
+    _pending: list[_Embedding] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._aligned = can_batch(self.encoder)
+        if self.reuse_tol is None:
+            self.reuse_tol = REUSE_TOL if self._aligned else CROP_REUSE_TOL
+        self.refresh_every = max(1, self.refresh_every if self.refresh_every is not None else REFRESH_EVERY)
+        self.batch = max(1, self.batch if self.batch is not None else EMBED_BATCH)
 
     def _embed(self, frame: np.ndarray, box: Box, prev: _Track | None, source: str) -> tuple[Observation, _Track]:
-        # the pixels where the vector was computed, looked at again: unchanged (and the detector's box only
-        # jittered) means the same vector; box jitter alone must not force a recomputation
-        if prev is not None and _iou(box, prev.box) > 0.8 and min(
-                float(np.abs(_grey_crop(frame, prev.box) - prev.crop).mean()),
-                float(np.abs(_grey_crop(frame, box) - prev.crop).mean())) < self.reuse_tol:
+        obs = Observation(box, None, source)  # type: ignore[arg-type]  # vector filled in now or by the batch
+        if self._aligned:
+            chip = self.encoder.align(frame, box)
+            sig = chip_signature(chip)
+            if prev is not None and prev.age + 1 < self.refresh_every and (
+                    _mad(sig, prev.sig) < self.reuse_tol
+                    # the detector's box only jittered (landmarks follow the box): look again where the vector was computed
+                    or (box != prev.at and _iou(box, prev.at) > 0.8
+                        and _mad(chip_signature(self.encoder.align(frame, prev.at)), prev.sig) < self.reuse_tol)):
+                obs.source = "reused"
+                self.stats["reuse"] += 1
+                prev.emb.attach(obs)
+                return obs, _Track(box, prev.sig, prev.emb, prev.age + 1, prev.at)
+            emb = _Embedding(chip=chip)
+            emb.attach(obs)
+            self._pending.append(emb)
+            self.stats["embed"] += 1
+            if len(self._pending) >= self.batch:
+                self.flush()
+            return obs, _Track(box, sig, emb, 0, box)
+        # grey-crop fallback: the crop where the vector was computed, looked at again (box jitter alone must
+        # not force a recomputation)
+        if prev is not None and prev.age + 1 < self.refresh_every and _iou(box, prev.at) > 0.8 and min(
+                _mad(_grey_crop(frame, prev.at), prev.sig), _mad(_grey_crop(frame, box), prev.sig)) < self.reuse_tol:
+            obs.source = "reused"
             self.stats["reuse"] += 1
-            return Observation(box, prev.vector, "reused"), _Track(prev.box, prev.crop, prev.vector)
-        crop = _grey_crop(frame, box)
+            prev.emb.attach(obs)
+            return obs, _Track(prev.at, prev.sig, prev.emb, prev.age + 1, prev.at)
         self.stats["embed"] += 1
-        v = self.encoder.embed_box(frame, box)
-        return Observation(box, v, source), _Track(box, crop, v)
+        emb = _Embedding(vector=self.encoder.embed_box(frame, box))
+        emb.attach(obs)
+        return obs, _Track(box, _grey_crop(frame, box), emb, 0, box)
+
+    def flush(self) -> None:
+        """Compute the pending embeddings (one batch) and fill in every observation waiting on them."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        vecs = self.encoder.embed_chips([e.chip for e in pending])
+        self.stats["batches"] += 1
+        for e, v in zip(pending, vecs):
+            e.resolve(v)
 
     def observe(self, frame: np.ndarray) -> list[Observation]:
+        """Observations of one frame; with batching their vectors may be filled in later (by :meth:`flush`)."""
         h, w = frame.shape[:2]
         if not self.tracks or self.since_detect + 1 >= self.detect_stride:
             return self._full(frame)
@@ -145,3 +242,6 @@ class FrameObserver:
         dets: list[Detection] = self.encoder.embed(frame)
         self._last, self._obs = small, [Observation(tuple(int(v) for v in d.box), d.vector, "detected") for d in dets]
         return list(self._obs)
+
+    def flush(self) -> None:
+        """Nothing is deferred here (the FaceTracker interface)."""

@@ -138,3 +138,70 @@ def test_decide_reason_and_subject_consistency_numbers(ref):
     assert v.decision == "reject" and v.reason.startswith("frames 60–97 below bound 0.420: min 0.180")
     a, b = l2n(np.array([1.0, 0.0])), l2n(np.array([1.0, 1.0]))
     assert subject_consistency([a, a, b]) == pytest.approx(np.mean([1.0, (0.7071 + 0.7071) / 2]), abs=1e-3)
+
+
+# ------------------------------------------------------------------ vector reuse in full mode
+def _static_frames(n: int, swap_at: set[int] = frozenset(), other: str = "hopper", alphas: list[float] | None = None):
+    """The character's portrait with a still camera; someone else's face pasted over hers in ``swap_at``."""
+    base = E.base_frame()
+    out = []
+    for i in range(n):
+        img = E.paste_face(base, other, alpha=alphas[i]) if alphas else (E.paste_face(base, other) if i in swap_at else base)
+        out.append(np.ascontiguousarray(E._camera(img, 0.0)))
+    return out
+
+
+def test_static_clip_reuses_vectors_between_refreshes(ref):
+    from storyengine import tracking
+    from storyengine.consistency import score_frames
+
+    frames = _static_frames(N)
+    run = score_frames(frames, [ref], fps=12, num_frames=N, mode="full", detect_stride=8)
+    src = [s.source for s in run.scores]
+    # a fresh vector on frame 0 and every REFRESH_EVERY frames; every other frame reuses it
+    fresh = [i for i, s in enumerate(src) if s != "reused"]
+    assert fresh == list(range(0, N, tracking.REFRESH_EVERY))
+    assert src.count("reused") == N - len(fresh) and run.stats["embed"] == len(fresh)
+    assert run.stats["batches"] == -(-len(fresh) // tracking.EMBED_BATCH)  # embedded in batches, not one by one
+    naive = ref.similarity(ref.encoder.embed(frames[0])[0].vector)
+    assert all(abs(s.similarity - naive) < 1e-4 and not s.drifted for s in run.scores)
+
+
+@pytest.mark.parametrize("at", [5, 8, 15])  # tracked frame, full-detection frame, last frame (partial batch)
+def test_reuse_never_hides_a_one_frame_swap(ref, at):
+    from storyengine.consistency import score_frames
+
+    frames = _static_frames(N, {at})
+    run = score_frames(frames, [ref], fps=12, num_frames=N, mode="full", detect_stride=8)
+    by = {s.index: s for s in run.scores}
+    assert by[at].source != "reused" and by[at].drifted and by[at].similarity < ref.bound
+    assert [s.index for s in run.scores if s.drifted] == [at]
+    # the frame after the swap is the character again: compared with the swapped chip, embedded afresh
+    if at + 1 < N:
+        assert by[at + 1].source != "reused" and not by[at + 1].drifted
+    assert sum(s.source == "reused" for s in run.scores) >= N - 6  # the rest of the clip still reuses
+
+
+def test_slow_morph_accumulates_against_the_last_embedded_chip(ref):
+    """A morph re-embeds where the frame differs little from the previous one but enough from the last embedded one."""
+    from storyengine import tracking
+    from storyengine.consistency import score_frames
+
+    n = 32
+    alphas = [max(0.0, (i - 4) / (n - 5)) for i in range(n)]
+    frames = _static_frames(n, other="t1c", alphas=alphas)
+    old = tracking.REFRESH_EVERY
+    tracking.REFRESH_EVERY = 10**6  # refresh disabled: only a changed chip can trigger a fresh embedding
+    try:
+        run = score_frames(frames, [ref], fps=12, num_frames=n, mode="full", detect_stride=n + 1)
+    finally:
+        tracking.REFRESH_EVERY = old
+    boxes = {s.index: s.box for s in run.scores}
+    sigs = [tracking.chip_signature(ref.encoder.align(f, boxes[i])) for i, f in enumerate(frames)]
+    fresh = [s.index for s in run.scores if s.source != "reused"]
+    # fresh embeddings where the step from the previous frame alone was under the threshold: the change accumulated
+    crept = [i for i in fresh[1:] if float(np.abs(sigs[i] - sigs[i - 1]).mean()) < tracking.REUSE_TOL]
+    assert len(fresh) >= 4 and crept and fresh[-1] > n // 2
+    naive = [ref.similarity(ref.encoder.embed(f)[0].vector) for f in frames]
+    assert [s.index for s in run.scores if s.drifted] == [i for i in range(n) if naive[i] < ref.bound]
+    assert max(abs(s.similarity - naive[s.index]) for s in run.scores) < 0.02

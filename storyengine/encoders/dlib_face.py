@@ -15,6 +15,8 @@ import numpy as np
 from ..errors import EncoderError
 from .base import Detection, Encoder, l2n
 
+CHIP_SIZE, CHIP_PADDING = 150, 0.25  # what compute_face_descriptor(img, shape) aligns to
+
 
 def models_dir() -> Path:
     """Folder of face_recognition_models' data, found without importing it (its __init__ imports pkg_resources)."""
@@ -66,13 +68,26 @@ class DlibFaceEncoder(Encoder):
                 out.append((box, float(s)))
         return out
 
-    def embed_box(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    def align(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The 150x150 face chip the descriptor sees: 5 landmarks in ``box``, rotated upright and scaled (dlib's alignment)."""
         img = np.ascontiguousarray(image)
-        rect = self._dlib.rectangle(*[int(v) for v in box])
-        shape = self._shape(img, rect)
-        return l2n(np.array(self._rec.compute_face_descriptor(img, shape), dtype=np.float32))
+        shape = self._shape(img, self._dlib.rectangle(*[int(v) for v in box]))
+        return self._dlib.get_face_chip(img, shape, CHIP_SIZE, CHIP_PADDING)
+
+    def embed_chips(self, chips: list[np.ndarray]) -> np.ndarray:
+        """Descriptors of aligned chips (:meth:`align`) in one batched forward pass: (n, 128), L2-normalised."""
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vs = self._rec.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+        return np.stack([l2n(np.array(v, dtype=np.float32)) for v in vs])
+
+    def embed_box(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        # identical to compute_face_descriptor(img, shape): dlib aligns with the same chip details internally
+        return self.embed_chips([self.align(image, box)])[0]
 
     def embed(self, image: np.ndarray) -> list[Detection]:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise EncoderError(f"dlib-face expects an RGB uint8 image, got {image.shape} {image.dtype}")
-        return [Detection(box=b, vector=self.embed_box(image, b), score=s) for b, s in self.detect(image)]
+        found = self.detect(image)
+        vecs = self.embed_chips([self.align(image, b) for b, _ in found])
+        return [Detection(box=b, vector=v, score=s) for (b, s), v in zip(found, vecs)]
