@@ -105,8 +105,11 @@ def check_key(frame_key: str, refs: Iterable[Any], settings: Any, plan: ShotPlan
           "encoder_version": getattr(x.encoder, "version", ""), "bound": x.bound,
           "vectors": hashlib.sha256(b"".join(v.astype("float32").tobytes() for v in x.vectors)).hexdigest()}
          for x in refs]
-    s = {k: getattr(settings, k, None) for k in ("check_mode", "check_stride", "unknown_run_limit", "bound")}
-    return digest({"frames": frame_key, "refs": r, "settings": s, "min_frames": plan.min_frames, "bound": plan.bound})
+    s = {k: getattr(settings, k, None) for k in ("check_mode", "check_stride", "detect_stride", "unknown_run_limit", "bound")}
+    from . import consistency
+
+    return digest({"frames": frame_key, "refs": r, "settings": s, "min_frames": plan.min_frames, "bound": plan.bound,
+                   "checker": getattr(consistency, "CACHE_VERSION", 0)})
 
 
 @dataclass

@@ -340,8 +340,8 @@ def test_27_still_with_another_aspect_ratio_is_cover_cropped(w, astronaut):
     before = snapshot(w)
     res = cli("plan", p, "-w", w.root, "--json")
     assert res.exit_code == 0, res.output
-    assert res.stderr == (f"warning: episode 'day-1', shot 'a': still tall.png is 100x600 (aspect 0.17), the frame is "
-                          f"320x180 (aspect 1.78): it is scaled to cover the frame and centre-cropped\n")
+    assert res.stderr == ("warning: episode 'day-1', shot 'a': still tall.png is 100x600 (aspect 0.17), the frame is "
+                          "320x180 (aspect 1.78): it is scaled to cover the frame and centre-cropped\n")
     assert snapshot(w) == before
     assert MotionBackend.still_for_size(tall, 320, 180).shape == (180, 320, 3)
 
