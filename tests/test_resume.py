@@ -77,7 +77,7 @@ def fresh(base, tmp_path):
 
 def _cache_entries(ws: Workspace) -> dict[str, int]:
     d = ws.renders / SERIES / "cache" / "takes"
-    return {p.stem: p.with_suffix(".mp4").stat().st_ino for p in d.glob("*.json")} if d.is_dir() else {}
+    return {p.stem: p.with_suffix(".mp4").stat().st_ino for p in d.glob("[!.]*.json")} if d.is_dir() else {}
 
 
 def test_unchanged_rerun_generates_nothing_and_an_edit_rerenders_one_shot(fresh):
@@ -138,7 +138,7 @@ def _complete(ws: Workspace) -> None:
     """Every file under renders/ that has its final name is whole: cache entries match their recorded
     frame count, episodes decode to the end; the registry passes its integrity check."""
     series = ws.renders / SERIES
-    for meta in (series / "cache" / "takes").glob("*.json") if (series / "cache" / "takes").is_dir() else []:
+    for meta in (series / "cache" / "takes").glob("[!.]*.json") if (series / "cache" / "takes").is_dir() else []:
         m = json.loads(meta.read_text())
         assert media.count_frames(meta.with_suffix(".mp4")) == m["frames"]
     for mp4 in series.glob("[!.]*.mp4") if series.is_dir() else []:
@@ -174,7 +174,7 @@ def test_kill_9_at_any_point_loses_no_finished_take(fresh):
     series = ws.renders / SERIES
     points = {
         "while a take is being written": lambda: takes.is_dir() and any(p.name.startswith(".") for p in takes.iterdir()),
-        "between takes": lambda: len(list(takes.glob("*.json"))) >= 2 if takes.is_dir() else False,
+        "between takes": lambda: len(list(takes.glob("[!.]*.json"))) >= 2 if takes.is_dir() else False,
         "while an episode is being stitched": lambda: series.is_dir() and any(
             p.name.startswith(".ep-") and p.suffix == ".mp4" for p in series.iterdir()),
     }
