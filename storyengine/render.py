@@ -19,6 +19,8 @@ from . import plugins
 from .backends.base import VideoBackend
 from .cache import TakeCache, digest, file_sha256, take_key
 from .consistency import references_for
+from .continuity import chains
+from .episode import ShotForEpisode, assemble, check_files, credential_for
 from .executors import Executor, LocalExecutor
 from .lock import WorkspaceLock
 from .planner import load_series, plan_series, take_plan
@@ -183,9 +185,6 @@ def render_series(
         executor: where shots run (default: this process, with ``backend``).
         wait: seconds to wait for another render holding the workspace lock (0: fail at once).
     """
-    from .continuity import chains
-    from .episode import ShotForEpisode, assemble, check_files, credential_for
-
     settings = settings or Settings.load(ws.root)
     reporter = reporter or _Silent()
     spec_path = Path(spec_path)
@@ -210,14 +209,15 @@ def render_series(
     # 2. One renderer per workspace from here on
     with WorkspaceLock(ws, wait=wait):
         try:
-            return _run(ws, spec, spec_path, plans, refs, reg, out_dir, settings, reporter, executor, credential,
-                        chains, ShotForEpisode, assemble, episodes)
+            return _run(ws, spec, spec_path, plans, refs, reg, out_dir, settings, reporter, executor, credential, episodes)
         finally:
             reg.close()
 
 
-def _run(ws, spec, spec_path, plans, refs, reg, out_dir, settings, reporter, executor, credential,
-         chains, ShotForEpisode, assemble, episodes) -> RunOutcome:
+def _run(ws: Workspace, spec: SeriesSpec, spec_path: Path, plans: list[ShotPlan], refs: list[Any], reg: Registry,
+         out_dir: Path, settings: Settings, reporter: Reporter, executor: Executor, credential: Any,
+         episodes: list[str] | None) -> RunOutcome:
+    """The locked part of a render: every shot through the executor, episodes as they complete, the report."""
     TakeCache(out_dir / "cache").sweep()  # temp files of a render that was killed
     run_id = reg.start_run(spec.series, str(spec_path.resolve()), spec.backend,
                            {k: v for k, v in settings.__dict__.items() if k != "extra"})
