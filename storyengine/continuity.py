@@ -28,7 +28,7 @@ from .workspace import atomic_path
 
 
 class Rendered(Protocol):
-    """What the renderer knows of a finished shot (``render.ShotOutcome`` fits)."""
+    """What the renderer knows of a finished shot (``shots.ShotResult`` fits)."""
 
     plan: ShotPlan
     verdict: Verdict

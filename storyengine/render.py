@@ -49,9 +49,6 @@ class _Silent:
     def done(self, key: str) -> None: ...
 
 
-ShotOutcome = ShotResult  # the name the continuity helpers and older callers use
-
-
 @dataclass
 class EpisodeOutcome:
     episode_id: str
@@ -139,19 +136,14 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
     out: list[DryRunShot] = []
     status: dict[str, str] = {}
     for plan in plans:
-        if plan.continues_from:
-            pred = status.get(plan.continues_from)
-            if pred != "cached":
-                out.append(DryRunShot(plan.episode_id, plan.shot_id, f"after {plan.continues_from}",
-                                      f"starts from {plan.continues_from}'s last accepted frame, known once that shot renders"))
-                status[plan.shot_id] = "render"
-                continue
-        p0 = take_plan(plan, 0)
-        if plan.continues_from:
-            out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached?",
-                                  f"continues {plan.continues_from} (cached); its still is extracted at render time"))
-            status[plan.shot_id] = "cached"
+        if plan.continues_from:  # its still exists only once the predecessor's accepted take does
+            cached = status.get(plan.continues_from) == "cached"
+            out.append(DryRunShot(plan.episode_id, plan.shot_id, f"after {plan.continues_from}",
+                                  f"starts from {plan.continues_from}'s last accepted frame, extracted at render time"
+                                  f"{' (its predecessor is cached)' if cached else ''}"))
+            status[plan.shot_id] = "after"
             continue
+        p0 = take_plan(plan, 0)
         key = take_key(p0, backend, take_crf=settings.take_crf)
         if cache.get(key) is not None:
             out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take 1 cached ({key[:12]})"))
