@@ -98,9 +98,10 @@ class LoadedSpec:
         for ep in self.spec.episodes:
             finish, loc = self.finish_of(ep)
             if finish.lut:
+                lut = self.file(finish.lut, loc + ("lut",))  # SpecError with the YAML line when missing or outside
                 try:
-                    load_cube(self.file(finish.lut, loc + ("lut",)))
-                except StoryEngineError as err:
+                    load_cube(lut)
+                except StoryEngineError as err:  # a malformed .cube: MediaError names its line
                     raise SpecError(f"{self.path}: {'.'.join(map(str, loc + ('lut',)))}: {err}") from None
             for s in range(len(ep.shots)):
                 self.shot_audio(ep, s)
