@@ -115,12 +115,10 @@ def references_for(reg: Registry, handle: str, *, bound: float | None = None,
 
 
 def _stored_bound(reg: Registry, handle: str, enc: Encoder) -> tuple[float, str] | None:
-    ident = getattr(reg, "identity", None)
-    if ident is None:
-        return None
-    for r in ident(handle, enc.name) or []:
-        if r.get("encoder") == enc.name and r.get("encoder_version", enc.version) == enc.version and r.get("bound") is not None:
-            return float(r["bound"]), str(r.get("bound_source") or "registry identity statistics")
+    """The bound the registry's identity statistics keep for this encoder version, if any."""
+    for r in reg.identity(handle, enc.name):
+        if r["encoder_version"] == enc.version and r["bound"] is not None:
+            return float(r["bound"]), str(r["bound_source"] or "registry identity statistics")
     return None
 
 

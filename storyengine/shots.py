@@ -1,9 +1,11 @@
 """One shot, start to finish, without touching the registry: generate → cache → check → retry.
 
-``produce_shot`` is what an executor runs (in this process, or on a Ray worker): it reads the
-take cache first, writes every new take into it (temp file + rename), checks each take (reusing
-a cached verdict when the check inputs are unchanged) and returns a picklable ShotResult. The
-driver alone records results in SQLite (:func:`record_shot`), so there is one writer.
+``produce_shot`` is what an executor runs (in this process, or on a Ray worker): it calls
+:func:`produce_take` for take after take until one passes, and returns a picklable ShotResult
+whose chosen take is the best-scoring one that passed. A take is read from the cache, or
+generated, signed (``provenance.sign_take``) and written into it (temp file + rename), then
+checked (reusing a cached verdict when the check inputs are unchanged). The driver alone records
+results in SQLite (:func:`record_shot`), so there is one writer.
 """
 
 from __future__ import annotations
