@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--reuse-tol", type=float, default=tracking.REUSE_TOL, help="chip difference under which a vector is reused")
     args = ap.parse_args()
     tracking.REUSE_TOL = args.reuse_tol
-    enc = get_encoder("dlib-face")
+    enc = get_encoder("dlib-face", Settings())
     vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
     b, src = derive_bound(enc, vecs)
     ref = Reference("mara", enc, vecs, l2n(vecs.mean(axis=0)), b, src)

@@ -24,10 +24,10 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from .hashing import file_sha256
 from .specs import ShotPlan
 from .workspace import atomic_path
 
@@ -41,21 +41,6 @@ def _canonical(obj: Any) -> bytes:
 def digest(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj``."""
     return hashlib.sha256(_canonical(obj)).hexdigest()
-
-
-@lru_cache(maxsize=4096)
-def _file_sha(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file (memoised on path, size and mtime)."""
-    st = os.stat(path)
-    return _file_sha(str(path), st.st_size, st.st_mtime_ns)
 
 
 def backend_identity(backend: Any, plan: ShotPlan) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 from . import plugins
 from .encoders.base import l2n
 from .errors import PhotoRejected, RegistryError, StoryEngineError
+from .hashing import file_sha256
 from .images import load_rgb
 from .register import (
     Candidate,
@@ -278,7 +279,7 @@ def add_adapter(reg: Registry, ws: Workspace, handle: str, path: str | Path, *, 
     if not 0.0 < float(weight) <= 2.0:
         raise RegistryError(f"{path}: --weight {weight} is outside (0, 2]")
     info = lora_info(path)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = file_sha256(path)
     for a in reg.adapters(handle):
         if a["sha256"] == sha:
             raise RegistryError(f"{path}: already registered for {handle!r} as {a['path']} (same sha256 {sha[:12]})")
@@ -343,7 +344,7 @@ def export_character(reg: Registry, ws: Workspace, handle: str, out: str | Path)
     manifest = {"format": EXPORT_FORMAT, "exported_at": now(),
                 "character": {k: c[k] for k in ("handle", "name", "kind", "description", "consent", "licence", "created_at")},
                 "photos": photos, "vectors": vectors, "adapters": adapters,
-                "files": {arc: hashlib.sha256(f.read_bytes()).hexdigest() for arc, f in files.items()}}
+                "files": {arc: file_sha256(f) for arc, f in files.items()}}
     with atomic_path(out, suffix=".zip") as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("character.json", json.dumps(manifest, indent=1))

@@ -23,7 +23,6 @@ absolute difference of consecutive frames, 0–1). A run of unknown frames longe
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from . import media, plugins
 from .encoders.base import Encoder, l2n
 from .errors import RegistryError, StoryEngineError
+from .hashing import file_sha256
 from .registry import Registry
 from .settings import Settings
 from .specs import CharacterSummary, FrameScore, Verdict
@@ -79,38 +79,46 @@ def derive_bound(encoder: Encoder, vectors: np.ndarray) -> tuple[float, str]:
     return bound, f"{encoder.name}: same bound {encoder.same_bound:.2f}, own photos' min similarity {own_min:.2f}"
 
 
-def references_for(reg: Registry, handle: str, *, bound: float | None = None) -> list[Reference]:
+def references_for(reg: Registry, handle: str, *, bound: float | None = None,
+                   settings: Settings | None = None) -> list[Reference]:
     """Every installed encoder the character has vectors for (same name and version), with its bound.
 
-    ``bound`` (settings or shot spec) overrides the derived bound. When the registry keeps
-    per-character identity statistics (``Registry.identity``), their bound is used.
+    ``settings`` picks each encoder's weights (so the version its vectors must match); by default
+    the workspace's own (``storyengine.toml``, then ``STORYENGINE_*``). ``bound`` (settings or shot
+    spec) overrides the derived bound. When the registry keeps per-character identity statistics
+    (``Registry.identity``), their bound is used. Vectors of an encoder not installed here, or of
+    another version of it, are never compared; when no encoder is left, the RegistryError says why
+    for each one.
     """
     reg.character(handle)  # names the handle when unknown
-    refs = []
+    if settings is None:
+        settings = Settings.load(reg.workspace.root) if reg.workspace is not None else Settings.load()
+    refs, skipped = [], []
     for enc_name, version in reg.encoders_of(handle):
         try:
-            enc = plugins.get_encoder(enc_name)
-        except Exception:
-            continue  # vectors of an encoder not installed here cannot be checked; report skips it
+            enc = plugins.get_encoder(enc_name, settings)
+        except Exception as e:
+            skipped.append(f"{enc_name} {version}: not usable here ({e})")
+            continue
         if enc.version != version:
-            continue  # never compare vectors of another encoder version
+            skipped.append(f"{enc_name} {version}: the configured {enc_name} is version {enc.version}")
+            continue
         vecs = np.stack([l2n(v.vector) for v in reg.vectors(handle, enc_name) if v.encoder_version == version])
         b, src = _stored_bound(reg, handle, enc) or derive_bound(enc, vecs)
         if bound is not None:
             b, src = bound, "override"
         refs.append(Reference(handle, enc, vecs, l2n(vecs.mean(axis=0)), float(b), src))
     if not refs:
-        raise RegistryError(f"character {handle!r} has no vectors for any installed encoder")
+        why = f": {'; '.join(skipped)}" if skipped else ""
+        raise RegistryError(f"character {handle!r} has no vectors for any installed encoder{why}")
     return refs
 
 
 def _stored_bound(reg: Registry, handle: str, enc: Encoder) -> tuple[float, str] | None:
-    ident = getattr(reg, "identity", None)
-    if ident is None:
-        return None
-    for r in ident(handle, enc.name) or []:
-        if r.get("encoder") == enc.name and r.get("encoder_version", enc.version) == enc.version and r.get("bound") is not None:
-            return float(r["bound"]), str(r.get("bound_source") or "registry identity statistics")
+    """The bound the registry's identity statistics keep for this encoder version, if any."""
+    for r in reg.identity(handle, enc.name):
+        if r["encoder_version"] == enc.version and r["bound"] is not None:
+            return float(r["bound"]), str(r["bound_source"] or "registry identity statistics")
     return None
 
 
@@ -156,15 +164,6 @@ def _score(index: int, time: float, rs: list[Reference], obs: list[Observation],
         out.append((FrameScore(index=index, time=round(time, 4), character=r.handle, encoder=r.encoder.name,
                                similarity=round(s, 5), centroid=round(c, 5), box=tuple(int(v) for v in o.box),
                                drifted=s < r.bound, source=o.source if mode == "full" else "detected"), o.vector))
-    return out
-
-
-def score_frame(frame: np.ndarray, index: int, time: float, refs: list[Reference], clamp: bool = False) -> list[FrameScore]:
-    """Scores of every (character, encoder) in one frame (full detection), detections assigned one-to-one."""
-    out: list[FrameScore] = []
-    for rs in _by_encoder(refs).values():
-        obs = [Observation(tuple(int(v) for v in d.box), d.vector, "detected") for d in rs[0].encoder.embed(frame)]
-        out += [fs for fs, _ in _score(index, time, rs, obs, "sampled" if clamp else "full")]
     return out
 
 
@@ -366,22 +365,12 @@ def _ranges_stride(idx: list[int], stride: int) -> list[tuple[int, int]]:
 
 
 # ------------------------------------------------------------------ the observation cache
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _cache_key(sha: str, enc: Encoder, mode: str, stride: int, detect_stride: int) -> dict[str, Any]:
     return {"sha256": sha, "encoder": enc.name, "encoder_version": enc.version,
             "params": json.dumps({"v": CACHE_VERSION, "mode": mode, "stride": stride, "detect_stride": detect_stride})}
 
 
 def _cache_get(reg: Registry, key: dict[str, Any]) -> tuple[dict[int, list[Observation]], float | None, int] | None:
-    if "check_cache" not in reg.db.table_names():
-        return None
     rows = list(reg.db.query("select * from check_cache where sha256 = ? and encoder = ? and encoder_version = ? and params = ?",
                              [key["sha256"], key["encoder"], key["encoder_version"], key["params"]]))
     if not rows:
@@ -393,8 +382,6 @@ def _cache_get(reg: Registry, key: dict[str, Any]) -> tuple[dict[int, list[Obser
 
 
 def _cache_put(reg: Registry, key: dict[str, Any], obs: dict[int, list[Observation]], flicker: float | None, frames: int) -> None:
-    if "check_cache" not in reg.db.table_names():
-        return
     from .registry import now
 
     data = {str(i): [{"box": list(o.box), "vector": [round(float(x), 6) for x in o.vector], "source": o.source} for o in lst]
@@ -476,18 +463,3 @@ def check(
                      fps=fps, stride=gap, unknown_run_limit=settings.unknown_run_limit, vectors=vectors, mode=mode,
                      flicker=flicker)
     return CheckResult(verdict, scores, fps, n, stats, cached=not missing and bool(encoders))
-
-
-def check_video(
-    path: str | Path,
-    refs: list[Reference],
-    *,
-    min_frames: int | None = None,
-    settings: Settings | None = None,
-    mode: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    reg: Registry | None = None,
-) -> tuple[Verdict, list[FrameScore]]:
-    """Score a video file against ``refs`` and decide (see :func:`check`)."""
-    res = check(path, refs, min_frames=min_frames, settings=settings, mode=mode, progress=progress, reg=reg)
-    return res.verdict, res.scores

@@ -207,7 +207,7 @@ def train_lora(
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from .backends._diffusers import sha256_file
+    from .hashing import file_sha256
 
     # 1. Check inputs
     if family not in FAMILY:
@@ -246,7 +246,7 @@ def train_lora(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     fingerprint = {
         "family": family, "rank": rank, "alpha": alpha, "lr": lr, "seed": seed, "size": size, "trigger": trigger,
-        "target_modules": list(target_modules), "photos": [sha256_file(Path(p)) for p in photos],
+        "target_modules": list(target_modules), "photos": [file_sha256(Path(p)) for p in photos],
     }
 
     # 4. Resume
@@ -307,7 +307,7 @@ def train_lora(
     window = max(1, len(losses) // 10)
     return {
         "path": str(out_path),
-        "sha256": sha256_file(out_path),
+        "sha256": file_sha256(out_path),
         "family": family,
         "base": family,
         "base_model": base_model or getattr(getattr(pipe, "config", None), "_name_or_path", None) or family,

@@ -73,22 +73,20 @@ def backend_class(name: str) -> type:
 _ENCODER_CACHE: dict[tuple[str, str], Any] = {}
 
 
-def encoder_config(name: str, settings: Any = None) -> dict[str, Any]:
+def encoder_config(name: str, settings: Any) -> dict[str, Any]:
     """The constructor arguments ``settings`` gives encoder ``name`` (its ``settings_kwargs``)."""
     cls = encoder_class(name)
-    if settings is None:
-        from .settings import Settings
-
-        settings = Settings.load()  # defaults + STORYENGINE_* env
     hook = getattr(cls, "settings_kwargs", None)
     return dict(hook(settings)) if hook else {}
 
 
-def get_encoder(name: str, settings: Any = None) -> Any:
+def get_encoder(name: str, settings: Any) -> Any:
     """Return a shared instance of encoder ``name`` configured by ``settings`` (models load once per config).
 
     ``settings`` (a ``Settings``) picks weights: ``clip_model``/``clip_pretrained`` for clip,
-    ``arcface_pack``/``arcface_root`` for arcface. Without it, defaults and ``STORYENGINE_*`` env apply.
+    ``arcface_pack``/``arcface_root`` for arcface. It is required: the caller knows which workspace's
+    ``storyengine.toml`` applies (``Settings.load(ws.root)``); a silent env-only default once made
+    references built at render time disagree with the vectors registered under the workspace's weights.
     Instances are cached per (name, configuration), so two configurations of one encoder coexist.
     """
     kwargs = encoder_config(name, settings)

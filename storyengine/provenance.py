@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import __version__
 from .errors import MediaError, StoryEngineError
+from .settings import Settings
 from .workspace import atomic_path
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -245,6 +246,51 @@ def sign_clip(path: Path, *, credential: Credential, backend_id: str, model: str
     manifest = _manifest(title, path, credential, [created], [{"label": RENDER_LABEL, "data": _jsonable(render)}])
     ingredients = [({"title": source_still.name, "relationship": "inputTo", "label": "source-still"}, source_still)]
     _sign(path, manifest, ingredients, credential)
+
+
+def credential_for(settings: Settings) -> Credential:
+    """The configured C2PA credential, else the local development one (created on first use)."""
+    if settings.c2pa_cert or settings.c2pa_key:
+        if not (settings.c2pa_cert and settings.c2pa_key):
+            raise StoryEngineError("set both c2pa_cert and c2pa_key (STORYENGINE_C2PA_CERT / STORYENGINE_C2PA_KEY), or neither")
+        return load_credential(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_alg, settings.c2pa_tsa_url or None)
+    base = Path(settings.c2pa_dir).expanduser() if settings.c2pa_dir else \
+        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "storyengine" / "c2pa"
+    return ensure_dev_credential(base)
+
+
+def sign_take(path: Path, plan: Any, backend: Any, credential: Credential, mood: str = "") -> None:
+    """Sign a final take file: c2pa.created with the back-end's digital source type, model, seed, still.
+
+    ``plan`` is the take's own plan (``plan.take`` is its 0-based number); the manifest is titled
+    ``<shot_id> take K`` and records K, which is how an episode names the take as an ingredient.
+    """
+    model = getattr(getattr(backend, "options", None), "model", None)
+    sign_clip(path, credential=credential, backend_id=plan.backend,
+              model=str(model) if model else f"{backend.backend_id} {getattr(backend, 'version', '')}".strip(),
+              seed=plan.seed, source_still=Path(plan.still),
+              digital_source_type=getattr(backend, "digital_source_type", None) or TRAINED_ALGORITHMIC_MEDIA,
+              title=take_title(plan.shot_id, plan.take + 1),
+              extra={"series": plan.series, "episode": plan.episode_id, "shot": plan.shot_id, "take": plan.take + 1,
+                     "characters": [c.handle for c in plan.characters], **({"mood": mood} if mood else {})})
+
+
+def take_title(shot_id: str, take: int) -> str:
+    """A take's manifest title, and its name as an episode's ingredient: ``<shot_id> take K`` (K from 1)."""
+    return f"{shot_id} take {int(take)}"
+
+
+class TakeSigner:
+    """Signs the takes of one shot with one credential, loaded when the first new take needs it."""
+
+    def __init__(self, backend: Any, settings: Settings) -> None:
+        self.backend, self.settings = backend, settings
+        self._credential: Credential | None = None
+
+    def __call__(self, path: Path, plan: Any, mood: str = "") -> None:
+        if self._credential is None:
+            self._credential = credential_for(self.settings)
+        sign_take(path, plan, self.backend, self._credential, mood)
 
 
 def sign_episode(path: Path, *, credential: Credential, clips: list[Path], disclosure: str | None,

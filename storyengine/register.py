@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import sqlite_utils
 from . import plugins
 from .encoders.base import Encoder, l2n
 from .errors import PhotoRejected, RegistryError, StoryEngineError
+from .hashing import file_sha256
 from .images import grey, hamming, load_rgb, phash, sharpness
 from .registry import Registry, now
 from .settings import Settings
@@ -162,7 +162,7 @@ def register_character(
             h, w = rgb.shape[:2]
             if min(h, w) < MIN_SIDE:
                 raise PhotoRejected(f"{p}: too small: {w}x{h} (minimum {MIN_SIDE} px on the short side)")
-            sha = hashlib.sha256(p.read_bytes()).hexdigest()
+            sha = file_sha256(p)
             ph = phash(rgb)
             for k in known_hashes + [{"handle": handle, "source": str(c.source), "phash": c.phash} for c in cands]:
                 if k["phash"] and hamming(ph, k["phash"]) <= DUPLICATE_BITS:

@@ -213,10 +213,6 @@ class Registry:
     def photos(self, handle: str) -> list[dict[str, Any]]:
         return list(self.db["photos"].rows_where("handle = ?", [handle], order_by="id"))
 
-    def photo_by_sha(self, sha256: str) -> dict[str, Any] | None:
-        rows = list(self.db["photos"].rows_where("sha256 = ?", [sha256]))
-        return rows[0] if rows else None
-
     def all_phashes(self) -> list[dict[str, Any]]:
         return list(self.db.query("select id, handle, source, phash from photos"))
 

@@ -1,9 +1,11 @@
 """One shot, start to finish, without touching the registry: generate → cache → check → retry.
 
-``produce_shot`` is what an executor runs (in this process, or on a Ray worker): it reads the
-take cache first, writes every new take into it (temp file + rename), checks each take (reusing
-a cached verdict when the check inputs are unchanged) and returns a picklable ShotResult. The
-driver alone records results in SQLite (:func:`record_shot`), so there is one writer.
+``produce_shot`` is what an executor runs (in this process, or on a Ray worker): it calls
+:func:`produce_take` for take after take until one passes, and returns a picklable ShotResult
+whose chosen take is the best-scoring one that passed. A take is read from the cache, or
+generated, signed (``provenance.sign_take``) and written into it (temp file + rename), then
+checked (reusing a cached verdict when the check inputs are unchanged). The driver alone records
+results in SQLite (:func:`record_shot`), so there is one writer.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any, Callable
 import numpy as np
 
 from . import media
-from .cache import TakeCache, check_key, key_parts, take_key
-from .consistency import Reference, check_video
+from .cache import CachedTake, TakeCache, check_key, key_parts, take_key
+from .consistency import Reference, check
 from .planner import take_plan
+from .provenance import TakeSigner
 from .settings import Settings
 from .specs import FrameScore, ShotPlan, Verdict
 from .workspace import atomic_path
@@ -45,7 +48,7 @@ class RefSpec:
     def of(cls, r: Reference) -> "RefSpec":
         return cls(r.handle, r.encoder.name, r.encoder.version, r.vectors, r.centroid, r.bound, r.bound_source)
 
-    def build(self, settings: Settings | None = None) -> Reference:
+    def build(self, settings: Settings) -> Reference:
         from . import plugins
         from .errors import EncoderError
 
@@ -82,6 +85,17 @@ class TakeResult:
     scores: list[FrameScore]
     decision: str = ""  # accept / trim / retry / reject as recorded
     mood: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        """The checker accepted or trimmed it: the episode may use it."""
+        return self.verdict.decision in ("accept", "trim")
+
+    @property
+    def score(self) -> float:
+        """How well it holds identity: the lowest per-character mean similarity (0 when nothing was scored)."""
+        means = [c.mean for c in self.verdict.summaries if c.mean is not None]
+        return min(means) if means else 0.0
 
 
 @dataclass
@@ -137,89 +151,130 @@ def write_take(backend: Any, plan: ShotPlan, path: Path, settings: Settings, pro
         return w.frames_written
 
 
+def _shot_refs(plan: ShotPlan, refs: list[Reference]) -> list[Reference]:
+    """The references of the characters planned in this shot (with the shot's bound override)."""
+    mine = [r for r in refs if r.handle in {c.handle for c in plan.characters}]
+    if plan.bound is not None:
+        mine = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in mine]
+    return mine
+
+
+def take_mood(plan: ShotPlan, k: int) -> str:
+    """The mood of take ``k`` (0 = first): ``plan.moods`` cycled, or none."""
+    return plan.moods[k % len(plan.moods)] if plan.moods else ""
+
+
+def mood_take_plan(plan: ShotPlan, k: int, mood: str) -> ShotPlan:
+    """The plan of take ``k`` (its derived seed) with the back-end options of its mood."""
+    from .finishing import mood_options
+
+    p = take_plan(plan, k)
+    if mood:
+        p = p.model_copy(update={"backend_options": mood_options(mood, plan.backend, p.backend_options)})
+    return p
+
+
+@dataclass
+class TakeJob:
+    """What every take of one shot shares: the back-end, the references, where files go, progress."""
+
+    plan: ShotPlan
+    backend: Any
+    refs: list[Reference]  # this shot's references only
+    ctx: ShotContext
+    note: Progress
+    signer: TakeSigner | None = None  # signs each new take before it enters the cache
+
+
+def _cached_take(job: TakeJob, p: ShotPlan, mood: str, label: str) -> tuple[CachedTake, bool]:
+    """Take ``p`` from the cache, or generate, sign and cache it; (entry, generated)."""
+    settings, cache = job.ctx.settings, job.ctx.cache
+    key = take_key(p, job.backend, take_crf=settings.take_crf)
+    entry = cache.get(key)
+    if entry is not None:
+        return entry, False
+    shot_id = job.plan.shot_id
+    job.note(shot_id, 0, p.num_frames, f"{label}: generating")
+    target = cache.path_for(key)
+    n = write_take(job.backend, p, target, settings, lambda d: job.note(shot_id, d, p.num_frames, f"{label}: generating"))
+    if job.signer is not None:
+        job.signer(target, p, mood)
+    entry = cache.put(key, target, {"frames": n, "shot": shot_id, "take": p.take + 1, "seed": p.seed,
+                                    "backend": job.plan.backend, "mood": mood, "signed": job.signer is not None,
+                                    "parts": key_parts(p, job.backend, take_crf=settings.take_crf)})
+    return entry, True
+
+
+def _checked(job: TakeJob, entry: CachedTake, path: Path, p: ShotPlan, label: str) -> tuple[Verdict, list[FrameScore], bool]:
+    """The take's verdict and frame scores: from the cache when the check key is known; (verdict, scores, checked)."""
+    ck = check_key(entry.key, job.refs, job.ctx.settings, p)
+    stored = entry.verdict(ck)
+    if stored is not None:
+        return (Verdict.model_validate(stored["verdict"]),
+                [FrameScore.model_validate(x) for x in stored["scores"]], False)
+    n = int(entry.meta["frames"])
+    if job.refs:
+        job.note(job.plan.shot_id, 0, n, f"{label}: checking")
+        res = check(path, job.refs, min_frames=p.min_frames, settings=job.ctx.settings,
+                    progress=lambda d, t: job.note(job.plan.shot_id, d, n, f"{label}: checking"))
+        verdict, scores = res.verdict, res.scores
+    else:
+        verdict, scores = Verdict(decision="accept", reason="no characters planned: nothing to check",
+                                  keep_start=0, keep_end=n), []
+    job.ctx.cache.add_check(entry, ck, {"verdict": verdict.model_dump(mode="json"),
+                                        "scores": [x.model_dump(mode="json") for x in scores]})
+    return verdict, scores, True
+
+
+def produce_take(job: TakeJob, k: int) -> TakeResult:
+    """Take ``k`` (0 = first) of the shot: cached or generated (and signed), linked under ``takes/<shot>/``, checked.
+
+    The result's ``decision`` is the checker's; the caller marks takes it retries as ``retry``.
+    """
+    mood = take_mood(job.plan, k)
+    p = mood_take_plan(job.plan, k, mood)
+    label = f"take {k + 1}{f' ({mood})' if mood else ''}"
+    entry, generated = _cached_take(job, p, mood, label)
+    path = Path(job.ctx.series_dir) / "takes" / job.plan.shot_id / f"take-{k + 1}-seed{p.seed}{f'-{mood}' if mood else ''}.mp4"
+    _link(entry.path, path)
+    verdict, scores, checked = _checked(job, entry, path, p, label)
+    return TakeResult(k + 1, p.seed, str(path), entry.key, int(entry.meta["frames"]), generated, checked, verdict,
+                      scores, decision=verdict.decision, mood=mood)
+
+
 def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotContext,
                  progress: Progress | None = None) -> ShotResult:
     """Render the takes of one shot and choose the one the episode uses.
 
     ``plan.takes`` takes are rendered (seeds derived per take, ``plan.moods`` cycled); while none
-    is accepted, more follow up to ``max(plan.takes, settings.max_takes)``. The best-scoring
-    accepted (or trimmed) take is chosen. Takes come from the cache when their frame key is known
-    (a new take is signed before it enters the cache); verdicts come from the cache when the
-    check key (frames + references + check settings) is known.
+    is accepted, more follow up to ``max(plan.takes, settings.max_takes)``. The accepted (or
+    trimmed) take with the best score is chosen, the earliest on a tie. Takes come from the cache
+    when their frame key is known (a new take is signed before it enters the cache); verdicts come
+    from the cache when the check key (frames + references + check settings) is known.
     """
-    from .finishing import mood_options
-
     settings = ctx.settings
-    cache = ctx.cache
-    note = progress or (lambda *a: None)
-    take_dir = Path(ctx.series_dir) / "takes" / plan.shot_id
-    shot_refs = [r for r in refs if r.handle in {c.handle for c in plan.characters}]
-    if plan.bound is not None:
-        shot_refs = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in shot_refs]
-    credential = None
+    job = TakeJob(plan, backend, _shot_refs(plan, refs), ctx, progress or (lambda *a: None),
+                  TakeSigner(backend, settings) if settings.sign else None)
     result = ShotResult(plan, started=time.time(), worker=os.getpid())
     wanted = max(1, plan.takes)
     limit = max(wanted, settings.max_takes, 1)
-    accepted: list[tuple[float, int]] = []  # (score, -k) per accepted take
     for k in range(limit):
-        mood = plan.moods[k % len(plan.moods)] if plan.moods else ""
-        p = take_plan(plan, k)
-        if mood:
-            p = p.model_copy(update={"backend_options": mood_options(mood, plan.backend, p.backend_options)})
-        label = f"take {k + 1}{f' ({mood})' if mood else ''}"
-        parts = key_parts(p, backend, take_crf=settings.take_crf)
-        key = take_key(p, backend, take_crf=settings.take_crf)
-        entry = cache.get(key)
-        generated = entry is None
-        if entry is None:
-            note(plan.shot_id, 0, p.num_frames, f"{label}: generating")
-            target = cache.path_for(key)
-            n = write_take(backend, p, target, settings, lambda d: note(plan.shot_id, d, p.num_frames, f"{label}: generating"))
-            if settings.sign:
-                from .episode import credential_for, sign_take
-
-                credential = credential or credential_for(settings)
-                sign_take(target, p, backend, credential, mood)
-            entry = cache.put(key, target, {"frames": n, "shot": plan.shot_id, "take": k + 1, "seed": p.seed,
-                                            "backend": plan.backend, "mood": mood, "signed": bool(settings.sign),
-                                            "parts": parts})
-        n = int(entry.meta["frames"])
-        path = take_dir / f"take-{k + 1}-seed{p.seed}{f'-{mood}' if mood else ''}.mp4"
-        _link(entry.path, path)
-        ck = check_key(key, shot_refs, settings, p)
-        stored = entry.verdict(ck)
-        if stored is not None:
-            verdict = Verdict.model_validate(stored["verdict"])
-            scores = [FrameScore.model_validate(x) for x in stored["scores"]]
-        elif shot_refs:
-            note(plan.shot_id, 0, n, f"{label}: checking")
-            verdict, scores = check_video(path, shot_refs, min_frames=p.min_frames, settings=settings,
-                                          progress=lambda d, t: note(plan.shot_id, d, n, f"{label}: checking"))
-        else:
-            verdict, scores = Verdict(decision="accept", reason="no characters planned: nothing to check",
-                                      keep_start=0, keep_end=n), []
-        if stored is None:
-            cache.add_check(entry, ck, {"verdict": verdict.model_dump(mode="json"),
-                                        "scores": [x.model_dump(mode="json") for x in scores]})
-        ok = verdict.decision in ("accept", "trim")
-        final = ok or (k == limit - 1 and not accepted)
-        result.takes.append(TakeResult(k + 1, p.seed, str(path), key, n, generated, stored is None, verdict, scores,
-                                       decision=verdict.decision if final else "retry", mood=mood))
-        if ok:
-            means = [c.mean for c in verdict.summaries if c.mean is not None]
-            accepted.append((min(means) if means else 0.0, -k))
-            if k + 1 >= wanted:
-                break
+        take = produce_take(job, k)
+        result.takes.append(take)
+        if take.accepted and k + 1 >= wanted:
+            break
+    accepted = [t for t in result.takes if t.accepted]
+    for t in result.takes[:-1] if not accepted else result.takes:
+        if not t.accepted:
+            t.decision = "retry"  # every take that did not pass, except the last of a rejected shot
+    result.finished = time.time()
     if accepted:
-        best = max(range(len(accepted)), key=lambda i: accepted[i])
-        k_best = -accepted[best][1]
-        result.chosen = k_best
-        result.verdict = result.takes[k_best].verdict
-        result.finished = time.time()
+        best = max(accepted, key=lambda t: t.score)  # max keeps the first of equals: the earliest take
+        result.chosen = result.takes.index(best)
+        result.verdict = best.verdict
         return result
     last = result.takes[-1].verdict
     result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
-    result.finished = time.time()
     return result
 
 

@@ -15,10 +15,10 @@ import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from . import audio, captions as _captions, media
 from .errors import MediaError
@@ -323,6 +323,8 @@ _VERDICT_COLOURS = {
     "retry": (88, 166, 255),
     "reject": (248, 81, 73),
 }
+THUMB_W = 320
+_CARD_PAD, _CARD_GAP, _CARD_CAP_H, _HEAD_H = 28, 18, 58, 96
 
 
 def _clock(t: float) -> str:
@@ -334,93 +336,139 @@ def _thumb(frame: np.ndarray, tw: int) -> Image.Image:
     return Image.fromarray(frame).resize((tw, max(1, round(tw * h / w))), Image.LANCZOS)
 
 
-def _contact_sheet(
-    path: Path,
-    title: str,
-    info: EpisodeInfo,
-    transitions: str,
-    thumbs: dict[int, Image.Image],
-    title_thumb: Image.Image | None,
-    size: tuple[int, int],
-    left_out: list[Segment] = (),
-) -> None:
+def ellipsize(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: float) -> str:
+    """``text`` shortened with a trailing ``…`` until it fits ``width`` pixels (never below 4 characters)."""
+    while draw.textlength(text, font=font) > width and len(text) > 4:
+        text = text.rstrip("…")[:-1] + "…"
+    return text
+
+
+class Thumbnails:
+    """The contact sheet's pictures, collected while the episode is written: each shot's middle frame
+    (by shot number) and the title card's. Both writers pass their frame sources through :meth:`tap`."""
+
+    def __init__(self, items: list[_Item], enabled: bool) -> None:
+        self.enabled = enabled
+        self.shot_no = {i: n for n, i in enumerate(i for i, it in enumerate(items) if it.kind == "shot")}
+        self.shots: dict[int, Image.Image] = {}
+        self.title: Image.Image | None = None
+
+    def put(self, i: int, item: _Item, frame: np.ndarray) -> None:
+        """Keep ``frame`` as the picture of item ``i``."""
+        if item.kind == "shot":
+            self.shots[self.shot_no[i]] = _thumb(frame, THUMB_W)
+        elif item.kind == "title":
+            self.title = _thumb(frame, THUMB_W)
+
+    def tap(self, frames: Iterator[np.ndarray], i: int, item: _Item) -> Iterator[np.ndarray]:
+        """``frames`` unchanged, keeping the middle one of item ``i``."""
+        mid = item.frames // 2
+        for j, f in enumerate(frames):
+            if j == mid and self.enabled:
+                self.put(i, item, f)
+            yield f
+
+
+@dataclass
+class _Grid:
+    """Where the cards of a contact sheet go."""
+
+    cols: int
+    tw: int
+    th: int
+
+    def at(self, k: int) -> tuple[int, int]:
+        return (_CARD_PAD + (k % self.cols) * (self.tw + _CARD_GAP),
+                _HEAD_H + _CARD_PAD + (k // self.cols) * (self.th + _CARD_CAP_H + _CARD_GAP))
+
+
+def _verdict_badge(d: ImageDraw.ImageDraw, x: int, y: int, tw: int, th: int, verdict: str) -> None:
+    f_badge = _font(12, bold=True)
+    text = verdict.upper()
+    vw = d.textlength(text, font=f_badge) + 14
+    d.rounded_rectangle([x + tw - vw, y + th + 8, x + tw, y + th + 28], radius=9,
+                        fill=_VERDICT_COLOURS.get(verdict, (140, 140, 150)))
+    d.text((x + tw - vw + 7, y + th + 11), text, font=f_badge, fill=(16, 18, 22))
+
+
+def _shot_card(sheet: Image.Image, d: ImageDraw.ImageDraw, grid: _Grid, k: int, e: TimelineEntry,
+               img: Image.Image | None) -> None:
+    x, y = grid.at(k)
+    tw, th = grid.tw, grid.th
+    if img is not None:
+        sheet.paste(img.resize((tw, th)), (x, y))
+    d.rectangle([x - 1, y - 1, x + tw, y + th], outline=(60, 64, 76))
+    f_badge, f_id = _font(12, bold=True), _font(16, bold=True)
+    badge = f"{k + 1}"
+    bw = d.textlength(badge, font=f_badge) + 12
+    d.rounded_rectangle([x + 6, y + 6, x + 6 + bw, y + 26], radius=4, fill=(0, 0, 0))
+    d.text((x + 12, y + 9), badge, font=f_badge, fill=(235, 235, 235))
+    d.text((x, y + th + 8), ellipsize(d, e.label, f_id, tw - 90), font=f_id, fill=(236, 236, 240))
+    _verdict_badge(d, x, y, tw, th, e.verdict)
+    meta = f"{_clock(e.start)}–{_clock(e.end)}  ·  {e.frames} fr  ·  {e.ambience}"
+    d.text((x, y + th + 34), meta, font=_font(13), fill=(150, 156, 170))
+
+
+def _middle_of(path: Path) -> np.ndarray | None:
+    try:
+        frame = None
+        for frame in media.iter_frames(path, max_frames=media.count_frames(path) // 2 + 1):
+            pass  # keep the middle frame
+        return frame
+    except Exception:  # a missing take still gets its card
+        return None
+
+
+def _left_out_card(sheet: Image.Image, d: ImageDraw.ImageDraw, grid: _Grid, k: int, seg: Segment) -> None:
+    x, y = grid.at(k)
+    tw, th = grid.tw, grid.th
+    frame = _middle_of(seg.path)
+    if frame is not None:
+        img = _thumb(frame, tw).resize((tw, th)).convert("L").convert("RGB")  # grey: not in the episode
+        sheet.paste(img, (x, y))
+    d.rectangle([x - 1, y - 1, x + tw, y + th], outline=_VERDICT_COLOURS["reject"], width=2)
+    f_id, f_small = _font(16, bold=True), _font(13)
+    d.text((x, y + th + 8), ellipsize(d, seg.label, f_id, tw - 90), font=f_id, fill=(236, 236, 240))
+    _verdict_badge(d, x, y, tw, th, seg.verdict)
+    reason = ellipsize(d, "left out: " + (seg.reason or "drifted"), f_small, tw)
+    d.text((x, y + th + 34), reason, font=f_small, fill=(150, 156, 170))
+
+
+def _contact_sheet(path: Path, title: str, info: EpisodeInfo, transitions: str, thumbs: Thumbnails,
+                   size: tuple[int, int], left_out: list[Segment] = ()) -> None:
     shots = [e for e in info.timeline if e.kind == "shot"]
-    tw = 320
+    tw = THUMB_W
     th = max(1, round(tw * size[1] / size[0]))
     cards = len(shots) + len(left_out)
-    cols = max(1, min(4, cards or 1))
-    pad, gap, cap_h, head_h = 28, 18, 58, 96
-    rows = max(1, -(-cards // cols))
+    grid = _Grid(max(1, min(4, cards or 1)), tw, th)
+    rows = max(1, -(-cards // grid.cols))
     f_title, f_sub = _font(30, bold=True), _font(15)
-    f_id, f_small, f_badge = _font(16, bold=True), _font(13), _font(12, bold=True)
-    trans = transitions
     sub = (
         f"{len(shots)} shot{'s' if len(shots) != 1 else ''}"
         f"{f' ({len(left_out)} left out)' if left_out else ''}  ·  {_clock(info.duration)}  ·  {info.frames} frames "
-        f"@ {info.fps} fps  ·  {size[0]}×{size[1]}  ·  {trans}"
+        f"@ {info.fps} fps  ·  {size[0]}×{size[1]}  ·  {transitions}"
     )
+    pad = _CARD_PAD
     probe_d = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_w = max(probe_d.textlength(sub, font=f_sub), probe_d.textlength(title or "", font=f_title))
-    W = max(pad * 2 + cols * tw + (cols - 1) * gap, int(text_w) + pad * 2)
-    H = head_h + pad + rows * (th + cap_h) + (rows - 1) * gap + pad
+    W = max(pad * 2 + grid.cols * tw + (grid.cols - 1) * _CARD_GAP, int(text_w) + pad * 2)
+    H = _HEAD_H + pad + rows * (th + _CARD_CAP_H) + (rows - 1) * _CARD_GAP + pad
     sheet = Image.new("RGB", (W, H), (17, 19, 24))
     d = ImageDraw.Draw(sheet)
     d.text((pad, pad - 4), title or "Untitled episode", font=f_title, fill=(242, 236, 224))
     d.text((pad, pad + 40), sub, font=f_sub, fill=(150, 156, 170))
-    d.line([(pad, head_h + 4), (W - pad, head_h + 4)], fill=(48, 52, 62), width=1)
-    y_grid = head_h + pad
+    d.line([(pad, _HEAD_H + 4), (W - pad, _HEAD_H + 4)], fill=(48, 52, 62), width=1)
     if not shots:
-        x, y = pad, y_grid
-        if title_thumb is not None:
-            sheet.paste(title_thumb.resize((tw, th)), (x, y))
+        x, y = grid.at(0)
+        if thumbs.title is not None:
+            sheet.paste(thumbs.title.resize((tw, th)), (x, y))
         d.rectangle([x - 1, y - 1, x + tw, y + th], outline=(60, 64, 76))
-        d.text((x, y + th + 10), "No accepted shots: title card only", font=f_id, fill=_VERDICT_COLOURS["reject"])
+        d.text((x, y + th + 10), "No accepted shots: title card only", font=_font(16, bold=True),
+               fill=_VERDICT_COLOURS["reject"])
     for k, e in enumerate(shots):
-        x = pad + (k % cols) * (tw + gap)
-        y = y_grid + (k // cols) * (th + cap_h + gap)
-        img = thumbs.get(k)
-        if img is not None:
-            sheet.paste(img.resize((tw, th)), (x, y))
-        d.rectangle([x - 1, y - 1, x + tw, y + th], outline=(60, 64, 76))
-        badge = f"{k + 1}"
-        bw = d.textlength(badge, font=f_badge) + 12
-        d.rounded_rectangle([x + 6, y + 6, x + 6 + bw, y + 26], radius=4, fill=(0, 0, 0))
-        d.text((x + 12, y + 9), badge, font=f_badge, fill=(235, 235, 235))
-        label = e.label
-        while d.textlength(label, font=f_id) > tw - 90 and len(label) > 4:
-            label = label.rstrip("…")[:-1] + "…"
-        d.text((x, y + th + 8), label, font=f_id, fill=(236, 236, 240))
-        colour = _VERDICT_COLOURS.get(e.verdict, (140, 140, 150))
-        vw = d.textlength(e.verdict.upper(), font=f_badge) + 14
-        d.rounded_rectangle([x + tw - vw, y + th + 8, x + tw, y + th + 28], radius=9, fill=colour)
-        d.text((x + tw - vw + 7, y + th + 11), e.verdict.upper(), font=f_badge, fill=(16, 18, 22))
-        meta = f"{_clock(e.start)}–{_clock(e.end)}  ·  {e.frames} fr  ·  {e.ambience}"
-        d.text((x, y + th + 34), meta, font=f_small, fill=(150, 156, 170))
+        _shot_card(sheet, d, grid, k, e, thumbs.shots.get(k))
     for k, seg in enumerate(left_out, start=len(shots)):
-        x = pad + (k % cols) * (tw + gap)
-        y = y_grid + (k // cols) * (th + cap_h + gap)
-        try:
-            frame = None
-            for frame in media.iter_frames(seg.path, max_frames=media.count_frames(seg.path) // 2 + 1):
-                pass  # keep the middle frame
-        except Exception:  # a missing take still gets its card
-            frame = None
-        if frame is not None:
-            img = _thumb(frame, tw).resize((tw, th)).convert("L").convert("RGB")  # grey: not in the episode
-            sheet.paste(img, (x, y))
-        d.rectangle([x - 1, y - 1, x + tw, y + th], outline=_VERDICT_COLOURS["reject"], width=2)
-        label = seg.label
-        while d.textlength(label, font=f_id) > tw - 90 and len(label) > 4:
-            label = label.rstrip("…")[:-1] + "…"
-        d.text((x, y + th + 8), label, font=f_id, fill=(236, 236, 240))
-        verdict = seg.verdict.upper()
-        vw = d.textlength(verdict, font=f_badge) + 14
-        d.rounded_rectangle([x + tw - vw, y + th + 8, x + tw, y + th + 28], radius=9, fill=_VERDICT_COLOURS.get(seg.verdict, (140, 140, 150)))
-        d.text((x + tw - vw + 7, y + th + 11), verdict, font=f_badge, fill=(16, 18, 22))
-        reason = "left out: " + (seg.reason or "drifted")
-        while d.textlength(reason, font=f_small) > tw and len(reason) > 4:
-            reason = reason.rstrip("…")[:-1] + "…"
-        d.text((x, y + th + 34), reason, font=f_small, fill=(150, 156, 170))
+        _left_out_card(sheet, d, grid, k, seg)
     with atomic_path(path, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG", optimize=True)
 
@@ -603,42 +651,15 @@ def _concat_copy(pieces: list[tuple[Path, int]], fps: int, wav: Path, out: Path,
 
 
 # ---------------------------------------------------------------------------
-# The entry point
+# The entry point: options, the timeline layout, two writers
 # ---------------------------------------------------------------------------
 
 
-def stitch_episode(
-    segments: list[Segment],
-    out_path: Path,
-    *,
-    fps: int,
-    width: int,
-    height: int,
-    title: str,
-    title_duration: float = 2.0,
-    transition: Transition,
-    ambience: str = "carriage",
-    seed: int = 0,
-    crf: int = 18,
-    preset: str = "medium",
-    contact_sheet: Path | None = None,
-    left_out: list[Segment] | None = None,
-    progress: Progress | None = None,
-    end_card: EndCard | None = None,
-    beats: list[float] | None = None,
-    disclosure: str | None = None,
-    finisher: Finisher | None = None,
-    copy_when_possible: bool = True,
-    join: str = "auto",
-) -> EpisodeInfo:
-    """Stitch a title card, the accepted takes and an optional end card into one H.264 + AAC episode, atomically.
+@dataclass
+class StitchOptions:
+    """How :func:`stitch_episode` builds an episode.
 
-    Args:
-        segments: the takes in order, each with its kept frame range, and optionally its own
-            transition in, captions, sound file and mood grade. May be empty: the episode is then
-            the title card alone (``EpisodeInfo.title_only`` is True).
-        out_path: the episode mp4; written to a temporary name and renamed, so a failure
-            leaves no file and keeps an earlier episode there intact.
+    Attributes:
         fps, width, height: the episode's delivery format; takes of another size are resampled
             (by ``finisher`` when given: Lanczos + sharpening, else bicubic on decode).
         title: text of the title card; ``title_duration`` its length in seconds (0 = none,
@@ -649,6 +670,7 @@ def stitch_episode(
         seed: seeds the ambience synthesis.
         crf, preset: libx264 settings.
         contact_sheet: where to write a PNG with one thumbnail per shot, if given.
+        left_out: shots left out of the episode, shown greyed on the contact sheet.
         progress: called as ``progress(frames_done, frames_total)`` while writing.
         end_card: a closing card after the last shot.
         beats: marks (seconds) that cuts whose transition has ``on_beat`` snap to (by shortening
@@ -659,39 +681,87 @@ def stitch_episode(
             :func:`plan_join` estimates it is faster (False: always re-encode).
         join: ``"auto"`` (the above), ``"copy"`` (copy whenever nothing needs new pictures, whatever
             the estimate) or ``"encode"`` (always re-encode).
-
-    Raises:
-        ValueError: bad format, an unknown ambience, or a segment that keeps no frames.
-        MediaError: ffmpeg/ffprobe could not read a take or write the episode.
     """
-    if fps <= 0 or width <= 0 or height <= 0 or width % 2 or height % 2:
-        raise ValueError(f"episode format must be positive with even width/height, got {width}x{height} @ {fps} fps")
-    names = [ambience] + [s.ambience for s in segments if s.ambience]
-    for name in names:
-        if name not in audio.AMBIENCES:
-            raise ValueError(f"unknown ambience {name!r}; available: {', '.join(sorted(audio.AMBIENCES))}")
-    if finisher is not None and finisher.size != (width, height):
-        raise ValueError(f"finisher delivers {finisher.size[0]}x{finisher.size[1]}, episode is {width}x{height}")
-    out_path = Path(out_path)
-    notes: list[str] = []
 
-    # 1. Inspect the takes and lay out the timeline.
-    items = [_inspect(s, i, fps, width, height, ambience, notes, scale_on_decode=finisher is None)
+    fps: int
+    width: int
+    height: int
+    title: str
+    transition: Transition
+    title_duration: float = 2.0
+    ambience: str = "carriage"
+    seed: int = 0
+    crf: int = 18
+    preset: str = "medium"
+    contact_sheet: Path | None = None
+    left_out: list[Segment] | None = None
+    progress: Progress | None = None
+    end_card: EndCard | None = None
+    beats: list[float] | None = None
+    disclosure: str | None = None
+    finisher: Finisher | None = None
+    copy_when_possible: bool = True
+    join: str = "auto"
+
+    def validate(self, segments: list[Segment]) -> None:
+        """ValueError on a bad format, an unknown ambience or join, or a finisher of another size."""
+        if self.fps <= 0 or self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
+            raise ValueError(f"episode format must be positive with even width/height, got {self.width}x{self.height} "
+                             f"@ {self.fps} fps")
+        for name in [self.ambience] + [s.ambience for s in segments if s.ambience]:
+            if name not in audio.AMBIENCES:
+                raise ValueError(f"unknown ambience {name!r}; available: {', '.join(sorted(audio.AMBIENCES))}")
+        if self.finisher is not None and self.finisher.size != (self.width, self.height):
+            raise ValueError(f"finisher delivers {self.finisher.size[0]}x{self.finisher.size[1]}, "
+                             f"episode is {self.width}x{self.height}")
+        if self.join not in ("auto", "copy", "encode"):
+            raise ValueError(f"join must be auto, copy or encode, got {self.join!r}")
+
+
+@dataclass
+class Timeline:
+    """The episode laid out: its pieces (cards and kept takes) with their cuts, first frames and fades."""
+
+    items: list[_Item]
+    transitions: list[Transition]  # the cut into items[i + 1]
+    joins: list[Join]
+    starts: list[int]  # first frame of each item in the episode
+    total: int  # frames in the episode
+    edge: int  # frames of fade from black / to black at the ends
+    notes: list[str]
+
+    def entries(self, fps: int) -> list[TimelineEntry]:
+        return [
+            TimelineEntry(
+                kind=it.kind, label=it.label, start=self.starts[i] / fps, end=(self.starts[i] + it.frames) / fps,
+                frames=it.frames, first_frame=it.start, path=Path(it.segment.path) if it.segment else None,
+                verdict=it.segment.verdict if it.segment else "",
+                ambience=it.sound[1] if it.sound[0] == "ambience" else Path(it.sound[1]).name,
+                transition_in=_describe(self.transitions[i - 1], self.joins[i - 1]) if i > 0 else "",
+            )
+            for i, it in enumerate(self.items)
+        ]
+
+
+def lay_out(segments: list[Segment], o: StitchOptions) -> Timeline:
+    """Inspect the takes and place the cards and kept takes, with each cut's transition snapped to beats."""
+    notes: list[str] = []
+    items = [_inspect(s, i, o.fps, o.width, o.height, o.ambience, notes, scale_on_decode=o.finisher is None)
              for i, s in enumerate(segments)]
-    n_title = int(round(title_duration * fps))
+    n_title = int(round(o.title_duration * o.fps))
     if not items:
         notes.append("no accepted shots: the episode is the title card alone")
-        n_title = n_title or int(round(2.0 * fps))
-    bed_sound = ("ambience", ambience)
+        n_title = n_title or int(round(2.0 * o.fps))
+    bed_sound = ("ambience", o.ambience)
     if n_title > 0:
-        items.insert(0, _Item("title", title, n_title, ambience, sound=bed_sound))
-    if end_card is not None and any(it.kind == "shot" for it in items):
-        items.append(_Item("end", end_card.text, int(round(end_card.duration * fps)), ambience, sound=bed_sound))
+        items.insert(0, _Item("title", o.title, n_title, o.ambience, sound=bed_sound))
+    if o.end_card is not None and any(it.kind == "shot" for it in items):
+        items.append(_Item("end", o.end_card.text, int(round(o.end_card.duration * o.fps)), o.ambience, sound=bed_sound))
     transitions = [
-        (items[i + 1].segment.transition if items[i + 1].segment and items[i + 1].segment.transition else transition)
+        (items[i + 1].segment.transition if items[i + 1].segment and items[i + 1].segment.transition else o.transition)
         for i in range(len(items) - 1)
     ]
-    lengths, joins = snap_to_beats([it.frames for it in items], transitions, fps, list(beats or []),
+    lengths, joins = snap_to_beats([it.frames for it in items], transitions, o.fps, list(o.beats or []),
                                    [max(1, int(it.frames * 0.6)) for it in items])
     for it, n in zip(items, lengths):
         if n != it.frames:
@@ -699,161 +769,170 @@ def stitch_episode(
             it.frames = n
     starts = starts_of(lengths, joins)
     total = starts[-1] + items[-1].frames
-    edge = min(int(round(EDGE_FADE * fps)), total // 4)
-    timeline = [
-        TimelineEntry(
-            kind=it.kind,
-            label=it.label,
-            start=starts[i] / fps,
-            end=(starts[i] + it.frames) / fps,
-            frames=it.frames,
-            first_frame=it.start,
-            path=Path(it.segment.path) if it.segment else None,
-            verdict=it.segment.verdict if it.segment else "",
-            ambience=it.sound[1] if it.sound[0] == "ambience" else Path(it.sound[1]).name,
-            transition_in=_describe(transitions[i - 1], joins[i - 1]) if i > 0 else "",
-        )
-        for i, it in enumerate(items)
-    ]
-    info = EpisodeInfo(out_path, total / fps, total, fps, timeline, None, notes)
-    label = _captions.disclosure_label(disclosure, width, height) if disclosure else None
+    edge = min(int(round(EDGE_FADE * o.fps)), total // 4)
+    return Timeline(items, transitions, joins, starts, total, edge, notes)
 
-    def card(it: _Item) -> Iterator[np.ndarray]:
-        return title_frames(it.label, it.frames, width, height, fps, small=it.kind == "end")
 
-    thumbs: dict[int, Image.Image] = {}
-    title_thumb: Image.Image | None = None
-    if join not in ("auto", "copy", "encode"):
-        raise ValueError(f"join must be auto, copy or encode, got {join!r}")
-    why_not = _copyable(items, joins, fps, width, height, disclosure, finisher) \
-        if copy_when_possible and join != "encode" else "not asked"
+def _card(it: _Item, o: StitchOptions) -> Iterator[np.ndarray]:
+    return title_frames(it.label, it.frames, o.width, o.height, o.fps, small=it.kind == "end")
+
+
+def _choose_join(tl: Timeline, o: StitchOptions) -> tuple[JoinPlan | None, str | None]:
+    """(the copy-join plan when the takes could be copied, why they are re-encoded — None: copy them)."""
+    why_not = _copyable(tl.items, tl.joins, o.fps, o.width, o.height, o.disclosure, o.finisher) \
+        if o.copy_when_possible and o.join != "encode" else "not asked"
     plan = None
     if why_not is None:
-        plan = plan_join([it.frames for it in items], [it.kind for it in items], width, height, preset,
-                         contact_sheet is not None)
+        plan = plan_join([it.frames for it in tl.items], [it.kind for it in tl.items], o.width, o.height, o.preset,
+                         o.contact_sheet is not None)
         if not plan.copied:
             why_not = plan.reason
-        elif not plan.copy and join == "auto":
+        elif not plan.copy and o.join == "auto":
             why_not = plan.reason
-    info.join = plan
     if plan is not None and why_not is not None:
-        notes.append(f"re-encoded although the takes could be copied: {why_not}")
+        tl.notes.append(f"re-encoded although the takes could be copied: {why_not}")
+    return plan, why_not
+
+
+def _write_copy_join(tl: Timeline, o: StitchOptions, plan: JoinPlan, wav: Path, out: Path, tmpdir: Path,
+                     thumbs: Thumbnails) -> None:
+    """Hard cuts only and untouched takes: encode the cards and the first and last pieces (for the
+    fades) as MP4 pieces, and join them with the takes as they are, in one ffmpeg."""
+    items, last = tl.items, len(tl.items) - 1
+    pieces: list[tuple[Path, int]] = []
+    for i, it in enumerate(items):
+        if i in plan.copied:
+            pieces.append((Path(it.segment.path), it.frames))  # type: ignore[union-attr]
+            continue
+        src = _card(it, o) if it.kind != "shot" else _shot_frames(it)
+        writer = _PieceWriter(tmpdir / f"enc{i:03d}.mp4", o.width, o.height, o.fps, o.crf, o.preset, _reorder_delay(items))
+        n = writer.run(thumbs.tap(src, i, it), it.frames, tl.edge if i == 0 else 0, tl.edge if i == last else 0)
+        if n != it.frames:
+            tl.notes.append(f"{it.kind} {it.label!r}: expected {it.frames} frames, decoded {n}")
+        pieces.append((writer.path, n))
+    if thumbs.enabled:
+        mids = _middle_frames([Path(items[i].segment.path) for i in plan.copied],  # type: ignore[union-attr]
+                              [items[i].frames // 2 for i in plan.copied], tmpdir)
+        for i, f in zip(plan.copied, mids):
+            if f is not None:
+                thumbs.put(i, items[i], f)
+    with atomic_path(out) as tmp:
+        _concat_copy(pieces, o.fps, wav, tmp, tmpdir)
+    tl.notes.append(f"joined without re-encoding the takes (-c copy): {plan.reason}")
+    if o.progress:
+        o.progress(tl.total, tl.total)
+
+
+class _StreamedWriter:
+    """Every picture through one encoder: transitions blended, fades, the disclosure label; only the
+    frames a following transition needs are held back."""
+
+    def __init__(self, writer: media.VideoWriter, tl: Timeline, o: StitchOptions) -> None:
+        self.writer, self.tl, self.o = writer, tl, o
+        self.label = _captions.disclosure_label(o.disclosure, o.width, o.height) if o.disclosure else None
+        self.written = 0
+        self.pending: list[np.ndarray] = []  # tail of the previous item, to crossfade with this one's head
+
+    def emit(self, frame: np.ndarray) -> None:
+        if self.label is not None:
+            frame = self.label.over(frame)
+        edge, total = self.tl.edge, self.tl.total
+        g = min(1.0, self.written / edge, (total - 1 - self.written) / edge) if edge > 0 else 1.0
+        self.writer.write(_scale(frame, g))
+        self.written += 1
+        if self.o.progress and (self.written % max(1, self.o.fps) == 0 or self.written == total):
+            self.o.progress(self.written, total)
+
+    def item(self, i: int, item: _Item, source: Iterator[np.ndarray]) -> None:
+        """Write item ``i``: its head blended with the held tail of the previous one, its own tail held or faded."""
+        joins = self.tl.joins
+        left = joins[i - 1] if i > 0 else None
+        right = joins[i] if i < len(joins) else None
+        hold = right.overlap if right and right.kind == "crossfade" else (right.fade_out if right else 0)
+        pending, tail = self.pending, deque()
+        j = 0
+        for frame in source:
+            if left and left.kind == "crossfade" and j < len(pending):
+                frame = _mix(pending[j], frame, (j + 1) / (len(pending) + 1))
+            elif left and left.kind == "dip-to-black" and j < left.fade_in:
+                frame = _scale(frame, j / left.fade_in)
+            j += 1
+            if hold:
+                tail.append(frame)
+                if len(tail) > hold:
+                    self.emit(tail.popleft())
+            else:
+                self.emit(frame)
+        for leftover in pending[j:]:  # a take shorter than its probe said
+            self.emit(leftover)
+        self.pending = []
+        if j != item.frames:
+            self.tl.notes.append(f"{item.kind} {item.label!r}: expected {item.frames} frames, decoded {j}")
+        if right and right.kind == "crossfade":
+            self.pending = list(tail)
+        else:
+            for t, frame in enumerate(tail):
+                self.emit(_scale(frame, 1.0 - (t + 1) / len(tail)))
+
+
+def _write_streamed(tl: Timeline, o: StitchOptions, wav: Path, out: Path, thumbs: Thumbnails) -> int:
+    """Re-encode the whole episode, streaming; returns the frames written."""
+    with atomic_path(out) as tmp, media.VideoWriter(tmp, o.width, o.height, o.fps, crf=o.crf, preset=o.preset,
+                                                    audio=wav) as writer:
+        w = _StreamedWriter(writer, tl, o)
+        for i, item in enumerate(tl.items):
+            src = _card(item, o) if item.kind != "shot" else _finished_shot(item, o.finisher, o.fps, o.width, o.height)
+            w.item(i, item, thumbs.tap(src, i, item))
+    if o.progress and w.written % max(1, o.fps) and w.written != tl.total:
+        o.progress(w.written, w.written)
+    return w.written
+
+
+def stitch_episode(segments: list[Segment], out_path: Path, options: StitchOptions | None = None,
+                   **kwargs: Any) -> EpisodeInfo:
+    """Stitch a title card, the accepted takes and an optional end card into one H.264 + AAC episode, atomically.
+
+    Args:
+        segments: the takes in order, each with its kept frame range, and optionally its own
+            transition in, captions, sound file and mood grade. May be empty: the episode is then
+            the title card alone (``EpisodeInfo.title_only`` is True).
+        out_path: the episode mp4; written to a temporary name and renamed, so a failure
+            leaves no file and keeps an earlier episode there intact.
+        options: a :class:`StitchOptions`, or its fields as keywords (``fps=24, width=640, ...``).
+
+    Raises:
+        ValueError: bad format, an unknown ambience, or a segment that keeps no frames.
+        MediaError: ffmpeg/ffprobe could not read a take or write the episode.
+    """
+    if options is not None and kwargs:
+        raise TypeError(f"stitch_episode: pass options or keywords, not both (got {', '.join(sorted(kwargs))})")
+    o = options if options is not None else StitchOptions(**kwargs)
+    o.validate(segments)
+    out_path = Path(out_path)
+    # 1. Inspect the takes and lay out the timeline; choose how to write it.
+    tl = lay_out(segments, o)
+    info = EpisodeInfo(out_path, tl.total / o.fps, tl.total, o.fps, tl.entries(o.fps), None, tl.notes)
+    plan, why_not = _choose_join(tl, o)
+    info.join = plan
+    thumbs = Thumbnails(tl.items, enabled=o.contact_sheet is not None)
     with tempfile.TemporaryDirectory(prefix="storyengine-stitch-") as tmpdir:
         # 2. The sound bed, written as WAV for the muxer.
-        wav = audio.write_wav(
-            Path(tmpdir) / "bed.wav", _episode_audio(items, joins, starts, total, fps, seed, SAMPLE_RATE), SAMPLE_RATE
-        )
-
+        bed = _episode_audio(tl.items, tl.joins, tl.starts, tl.total, o.fps, o.seed, SAMPLE_RATE)
+        wav = audio.write_wav(Path(tmpdir) / "bed.wav", bed, SAMPLE_RATE)
+        del bed
+        # 3. The pictures: takes copied as they are, or every frame re-encoded.
         if why_not is None:
-            # 3a. Hard cuts only and untouched takes: encode the cards and the first and last pieces
-            #     (for the fades) as MPEG-TS, and join them with the takes as they are, in one ffmpeg.
             assert plan is not None
-            pieces: list[tuple[Path, int]] = []
-            shot_nos = {}
-            for i, it in enumerate(items):
-                if it.kind == "shot":
-                    shot_nos[i] = len(shot_nos)
-            for i, it in enumerate(items):
-                if i in plan.copied:
-                    pieces.append((Path(it.segment.path), it.frames))  # type: ignore[union-attr]
-                    continue
-                p = Path(tmpdir) / f"enc{i:03d}.mp4"
-                src = card(it) if it.kind != "shot" else _shot_frames(it)
-                mid = it.frames // 2
-
-                def tap(frames: Iterator[np.ndarray], i: int = i, it: _Item = it, mid: int = mid) -> Iterator[np.ndarray]:
-                    nonlocal title_thumb
-                    for j, f in enumerate(frames):
-                        if j == mid and contact_sheet is not None:
-                            if it.kind == "shot":
-                                thumbs[shot_nos[i]] = _thumb(f, 320)
-                            elif it.kind == "title":
-                                title_thumb = _thumb(f, 320)
-                        yield f
-
-                n = _PieceWriter(p, width, height, fps, crf, preset, _reorder_delay(items)).run(
-                    tap(src), it.frames, edge if i == 0 else 0, edge if i == len(items) - 1 else 0)
-                if n != it.frames:
-                    notes.append(f"{it.kind} {it.label!r}: expected {it.frames} frames, decoded {n}")
-                pieces.append((p, n))
-            if contact_sheet is not None:
-                mids = _middle_frames([Path(items[i].segment.path) for i in plan.copied],  # type: ignore[union-attr]
-                                      [items[i].frames // 2 for i in plan.copied], Path(tmpdir))
-                for i, f in zip(plan.copied, mids):
-                    if f is not None:
-                        thumbs[shot_nos[i]] = _thumb(f, 320)
-            with atomic_path(out_path) as tmp:
-                _concat_copy(pieces, fps, wav, tmp, Path(tmpdir))
+            _write_copy_join(tl, o, plan, wav, out_path, Path(tmpdir), thumbs)
             info.reencoded = False
-            notes.append(f"joined without re-encoding the takes (-c copy): {plan.reason}")
-            if progress:
-                progress(total, total)
         else:
-            # 3b. Stream the pictures: hold back only the frames a following transition needs.
-            with atomic_path(out_path) as tmp, media.VideoWriter(
-                tmp, width, height, fps, crf=crf, preset=preset, audio=wav
-            ) as writer:
-                written = 0
-
-                def emit(frame: np.ndarray) -> None:
-                    nonlocal written
-                    if label is not None:
-                        frame = label.over(frame)
-                    g = min(1.0, written / edge, (total - 1 - written) / edge) if edge > 0 else 1.0
-                    writer.write(_scale(frame, g))
-                    written += 1
-                    if progress and (written % max(1, fps) == 0 or written == total):
-                        progress(written, total)
-
-                pending: list[np.ndarray] = []  # tail of the previous item, to crossfade with this one's head
-                shot_no = 0
-                for i, item in enumerate(items):
-                    left = joins[i - 1] if i > 0 else None
-                    right = joins[i] if i < len(joins) else None
-                    hold = right.overlap if right and right.kind == "crossfade" else (right.fade_out if right else 0)
-                    source = card(item) if item.kind != "shot" else _finished_shot(item, finisher, fps, width, height)
-                    tail: deque[np.ndarray] = deque()
-                    mid = item.frames // 2
-                    j = 0
-                    for frame in source:
-                        if j == mid:
-                            if item.kind == "shot":
-                                thumbs[shot_no] = _thumb(frame, 320)
-                            elif item.kind == "title":
-                                title_thumb = _thumb(frame, 320)
-                        if left and left.kind == "crossfade" and j < len(pending):
-                            frame = _mix(pending[j], frame, (j + 1) / (len(pending) + 1))
-                        elif left and left.kind == "dip-to-black" and j < left.fade_in:
-                            frame = _scale(frame, j / left.fade_in)
-                        j += 1
-                        if hold:
-                            tail.append(frame)
-                            if len(tail) > hold:
-                                emit(tail.popleft())
-                        else:
-                            emit(frame)
-                    for leftover in pending[j:]:  # a take shorter than its probe said
-                        emit(leftover)
-                    pending = []
-                    if j != item.frames:
-                        notes.append(f"{item.kind} {item.label!r}: expected {item.frames} frames, decoded {j}")
-                    if right and right.kind == "crossfade":
-                        pending = list(tail)
-                    else:
-                        m = len(tail)
-                        for t, frame in enumerate(tail):
-                            emit(_scale(frame, 1.0 - (t + 1) / m))
-                    if item.kind == "shot":
-                        shot_no += 1
-                if written != total:
-                    info.frames, info.duration = written, written / fps
-            if progress and written % max(1, fps) and written != total:
-                progress(written, written)
-
+            written = _write_streamed(tl, o, wav, out_path, thumbs)
+            if written != tl.total:
+                info.frames, info.duration = written, written / o.fps
     # 4. The contact sheet, once the episode exists.
-    if contact_sheet is not None:
-        cuts = sorted({_describe(t) for t in transitions}) or [_describe(transition)]
-        _contact_sheet(Path(contact_sheet), title, info, " / ".join(cuts), thumbs, title_thumb, (width, height),
-                       left_out or [])
-        info.contact_sheet = Path(contact_sheet)
+    if o.contact_sheet is not None:
+        cuts = sorted({_describe(t) for t in tl.transitions}) or [_describe(o.transition)]
+        _contact_sheet(Path(o.contact_sheet), o.title, info, " / ".join(cuts), thumbs, (o.width, o.height),
+                       o.left_out or [])
+        info.contact_sheet = Path(o.contact_sheet)
     return info

@@ -83,17 +83,15 @@ class _Track:
     at: Box  # the box the embedded chip was aligned in
 
 
-def _grey_crop(frame: np.ndarray, box: Box) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    c = frame[max(0, y0):max(y0 + 1, y1), max(0, x0):max(x0 + 1, x1)]
-    g = cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(g, (SIG_SIZE, SIG_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-
-
 def chip_signature(chip: np.ndarray) -> np.ndarray:
-    """Small grey version (0-1) of an aligned face chip: what reuse decisions compare."""
+    """Small grey version (0-1) of an aligned face chip or a face's box crop: what reuse decisions compare."""
     g = cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2GRAY)
     return cv2.resize(g, (SIG_SIZE, SIG_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _crop(frame: np.ndarray, box: Box) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return frame[max(0, y0):max(y0 + 1, y1), max(0, x0):max(x0 + 1, x1)]
 
 
 def _mad(a: np.ndarray, b: np.ndarray) -> float:
@@ -162,7 +160,7 @@ class FaceTracker:
         # grey-crop fallback: the crop where the vector was computed, looked at again (box jitter alone must
         # not force a recomputation)
         if prev is not None and prev.age + 1 < self.refresh_every and _iou(box, prev.at) > 0.8 and min(
-                _mad(_grey_crop(frame, prev.at), prev.sig), _mad(_grey_crop(frame, box), prev.sig)) < self.reuse_tol:
+                _mad(chip_signature(_crop(frame, prev.at)), prev.sig), _mad(chip_signature(_crop(frame, box)), prev.sig)) < self.reuse_tol:
             obs.source = "reused"
             self.stats["reuse"] += 1
             prev.emb.attach(obs)
@@ -170,7 +168,7 @@ class FaceTracker:
         self.stats["embed"] += 1
         emb = _Embedding(vector=self.encoder.embed_box(frame, box))
         emb.attach(obs)
-        return obs, _Track(box, _grey_crop(frame, box), emb, 0, box)
+        return obs, _Track(box, chip_signature(_crop(frame, box)), emb, 0, box)
 
     def flush(self) -> None:
         """Compute the pending embeddings (one batch) and fill in every observation waiting on them."""

@@ -53,11 +53,12 @@ def sources() -> dict[str, np.ndarray]:
 @lru_cache(maxsize=None)
 def _face_box(name: str) -> tuple[int, int, int, int]:
     from storyengine.plugins import get_encoder
+    from storyengine.settings import Settings
 
     img = sources()[name] if name != "_base" else base_frame()
     if name == "hanks":  # an aligned 112x112 crop: the face fills it
         return (16, 26, 102, 112)
-    dets = get_encoder("dlib-face").detect(img)
+    dets = get_encoder("dlib-face", Settings()).detect(img)
     if not dets:
         raise RuntimeError(f"no face found in {name}")
     return max(dets, key=lambda d: (d[0][2] - d[0][0]))[0]

@@ -207,7 +207,7 @@ def test_get_encoder_is_cached_per_configuration(tiny_weights):
     e0, e1 = plugins.get_encoder("clip", s0), plugins.get_encoder("clip", s1)
     assert e0 is plugins.get_encoder("clip", s0) and e0 is not e1
     assert e0.version == f"1+{TINY}/sha256:{file_digest(tiny_weights[0])}" and e0.version != e1.version
-    assert plugins.get_encoder("dlib-face") is plugins.get_encoder("dlib-face", Settings())
+    assert plugins.get_encoder("dlib-face", Settings()) is plugins.get_encoder("dlib-face", Settings())
 
 
 def test_reembed_adds_vectors_per_weights_and_never_mixes_them(reg, ws, tmp_path, cat, tiny_weights):
@@ -237,6 +237,35 @@ def test_register_pet_with_clip_settings(reg, ws, tmp_path, cat, tiny_weights):
     (row,) = reg.db["embeddings"].rows
     assert row["encoder_version"] == plugins.get_encoder("clip", s).version and row["dim"] == 16
 
+
+
+def test_checker_references_use_the_workspace_storyengine_toml(reg, ws, tmp_path, cat, tiny_weights, monkeypatch):
+    """Weights named in storyengine.toml reach the render-time references (they once fell back to env-only
+    settings, so a character registered under them had "no vectors for any installed encoder")."""
+    from dataclasses import replace
+
+    from storyengine.consistency import references_for
+    from storyengine.encoders.base import file_digest
+
+    for var in ("STORYENGINE_CLIP_MODEL", "STORYENGINE_CLIP_PRETRAINED"):
+        monkeypatch.delenv(var, raising=False)
+    toml = ws.root / "storyengine.toml"
+    toml.write_text(f'[storyengine]\nclip_model = "{TINY}"\nclip_pretrained = "{tiny_weights[0]}"\n')
+    s = replace(Settings.load(ws.root), other_encoders=("clip",))
+    register_character(reg, ws, "chelsea", [save(tmp_path / "cat.png", cat)], kind="pet", settings=s)
+    v0 = f"1+{TINY}/sha256:{file_digest(tiny_weights[0])}"
+    (ref,) = references_for(reg, "chelsea")
+    assert (ref.encoder.name, ref.encoder.version, ref.vectors.shape) == ("clip", v0, (1, 16))
+    # the workspace now names other weights: the error says which version the vectors have and which is configured
+    toml.write_text(f'[storyengine]\nclip_model = "{TINY}"\nclip_pretrained = "{tiny_weights[1]}"\n')
+    v1 = f"1+{TINY}/sha256:{file_digest(tiny_weights[1])}"
+    with pytest.raises(RegistryError) as e:
+        references_for(reg, "chelsea")
+    assert str(e.value) == (f"character 'chelsea' has no vectors for any installed encoder: "
+                            f"clip {v0}: the configured clip is version {v1}")
+    # explicit settings win over the workspace's
+    (ref,) = references_for(reg, "chelsea", settings=s)
+    assert ref.encoder.version == v0
 
 # ---------------------------------------------------------------- CLI
 def test_cli_character_commands(ws, tmp_path, person_photos, astronaut, hopper):

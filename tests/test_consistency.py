@@ -17,7 +17,7 @@ N = 16
 def ref() -> Reference:
     from storyengine.plugins import get_encoder
 
-    enc = get_encoder("dlib-face")
+    enc = get_encoder("dlib-face", Settings())
     vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
     b, src = derive_bound(enc, vecs)
     return Reference("mara", enc, vecs, l2n(vecs.mean(axis=0)), b, src)
@@ -94,7 +94,7 @@ def test_hidden_face_is_unknown_not_drifted_and_a_long_run_is_a_finding(clip_fil
 def test_two_characters_are_assigned_to_their_own_faces(tmp_path, ref):
     from storyengine.plugins import get_encoder
 
-    enc = get_encoder("dlib-face")
+    enc = get_encoder("dlib-face", Settings())
     hop = E.sources()["hopper"]
     hv = np.stack([enc.embed(hop)[0].vector])
     hb, hsrc = derive_bound(enc, hv)

@@ -138,7 +138,7 @@ def test_settings_pick_root_and_pack_and_weights_are_in_the_version(root, tmp_pa
     b = plugins.get_encoder("arcface", Settings(arcface_root=str(tmp_path), arcface_pack="antelopev2"))
     assert a.version.startswith("1+buffalo_l/sha256:") and b.version.startswith("1+antelopev2/sha256:")
     monkeypatch.setenv("STORYENGINE_ARCFACE_ROOT", str(root))
-    assert plugins.get_encoder("arcface") is a  # env reaches get_encoder(name) too
+    assert plugins.get_encoder("arcface", Settings.load()) is a  # env reaches the settings, and through them the encoder
     with pytest.raises(EncoderError) as e:
         plugins.get_encoder("arcface", Settings(arcface_root=str(tmp_path / "empty")))
     msg = str(e.value)

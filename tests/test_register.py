@@ -16,10 +16,11 @@ from storyengine.errors import RegistryError, UnsafePathError
 from storyengine.images import load_rgb
 from storyengine.plugins import get_encoder
 from storyengine.register import face_candidates, register_character
+from storyengine.settings import Settings
 
 
 def test_same_face_under_augmentation_is_closer_than_another_person(astronaut, hopper):
-    enc = get_encoder("dlib-face")
+    enc = get_encoder("dlib-face", Settings())
     a = enc.embed(astronaut)[0].vector
     flipped = enc.embed(astronaut[:, ::-1].copy())[0].vector
     darker = enc.embed(np.clip(astronaut * 0.7, 0, 255).astype(np.uint8))[0].vector
@@ -136,7 +137,7 @@ def test_same_face_under_augmentations_stays_inside_the_stored_bound(reg, ws, tm
     register_character(reg, ws, "tom", photos, kind="person")
     (ident,) = reg.identity("tom")
     assert ident["encoder"] == "dlib-face" and ident["n"] == 2
-    enc = get_encoder("dlib-face")
+    enc = get_encoder("dlib-face", Settings())
     variants = {"flip": hanks[:, ::-1].copy(), "brighter": np.clip(hanks * 1.3, 0, 255).astype(np.uint8),
                 "darker": (hanks * 0.6).astype(np.uint8), "jpeg q40": _jpeg(hanks), "rot +8": _rot(hanks, 8),
                 "rot -8": _rot(hanks, -8)}
@@ -274,7 +275,7 @@ def test_identity_stats_stored_in_the_same_transaction(reg, ws, person_photos):
     assert s["n"] == 3 and s["dim"] == 128 and s["encoder_version"] == "resnet_v1"
     assert s["max_distance"] == pytest.approx(float((1 - sims[iu]).max()), abs=1e-6)
     assert s["mean_distance"] == pytest.approx(float((1 - sims[iu]).mean()), abs=1e-6)
-    bound, source = derive_bound(get_encoder("dlib-face"), vecs)
+    bound, source = derive_bound(get_encoder("dlib-face", Settings()), vecs)
     assert s["bound"] == pytest.approx(bound) and s["bound_source"] == source
     np.testing.assert_allclose(s["centroid"] @ vecs.mean(axis=0) / np.linalg.norm(vecs.mean(axis=0)), 1.0, atol=1e-5)
-    assert 0.0 < s["max_distance"] < 1 - get_encoder("dlib-face").same_bound
+    assert 0.0 < s["max_distance"] < 1 - get_encoder("dlib-face", Settings()).same_bound

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyengine.stills import MIN_FACE_AT_360, compose_still, cutout, demo_sources, source_from_array
+from storyengine.demo.stills import MIN_FACE_AT_360, compose_still, cutout, demo_sources, source_from_array
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_cutout_edge_is_feathered(sources):
 
 
 def test_cutout_is_deterministic(sources):
-    from storyengine.stills import _cutout_cached
+    from storyengine.demo.stills import _cutout_cached
 
     a = cutout(sources["impostor"])[1]
     _cutout_cached.cache_clear()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -70,8 +69,6 @@ class Encoder:
 
 def file_digest(path: str | Path, chars: int = 12) -> str:
     """First ``chars`` hex digits of a file's sha256 (streamed): the identity of a weights file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:chars]
+    from ..hashing import file_sha256
+
+    return file_sha256(path)[:chars]

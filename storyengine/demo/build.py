@@ -13,10 +13,10 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from .register import register_character
-from .registry import Registry
-from .settings import Settings
-from .workspace import Workspace, atomic_path
+from ..register import register_character
+from ..registry import Registry
+from ..settings import Settings
+from ..workspace import Workspace, atomic_path
 
 SERIES = "subway-diary"
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
