@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import plugins
+from . import media, plugins
 from .backends.base import VideoBackend
 from .cache import TakeCache, digest, file_sha256, take_key
 from .consistency import references_for
@@ -181,6 +181,7 @@ def render_series(
     reporter = reporter or _Silent()
     spec_path = Path(spec_path)
     # 1. Validate and plan everything before rendering anything
+    media.require_tools()
     spec = load_series(spec_path)
     reg = Registry.open(ws)
     try:
