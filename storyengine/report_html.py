@@ -58,12 +58,17 @@ def _crop(img: np.ndarray, box: list[int] | None) -> np.ndarray:
 def _frames(path: Path | None, wanted: set[int]) -> dict[int, np.ndarray]:
     from . import media
 
+    from .errors import MediaError
+
     out: dict[int, np.ndarray] = {}
     if not wanted or path is None or not path.is_file():
         return out
-    for i, f in enumerate(media.iter_frames(path, max_frames=max(wanted) + 1)):
-        if i in wanted:
-            out[i] = f.copy()
+    try:
+        for i, f in enumerate(media.iter_frames(path, max_frames=max(wanted) + 1)):
+            if i in wanted:
+                out[i] = f.copy()
+    except MediaError:
+        pass  # a damaged take: the page shows its numbers without pictures rather than failing
     return out
 
 

@@ -196,12 +196,15 @@ def test_html_report_escapes_hostile_ids_and_prompts(week, tmp_path):
         "series: evil\ntitle: \"<img src=x onerror=alert(1)>\"\nbackend: motion\nepisodes:\n"
         "  - id: e1\n    title: \"</h3><script>alert(2)</script>\"\n    shots:\n"
         "      - id: calm\n        still: s.png\n        prompt: '\"><script>alert(3)</script>'\n")
+    broken = week.renders / "evil" / "takes" / "broken.mp4"  # a damaged file: numbers shown, no pictures
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
     reg = Registry.open(week)
     run = reg.start_run("evil", str(spec), "test", {})
     bad = 'x"><b onmouseover=alert(4)>'
     for shot in ("calm", bad):
         reg.record_take({"run_id": run, "series": "evil", "episode_id": "e1", "shot_id": shot, "take": 1, "seed": 1,
-                         "backend": "test", "path": "renders/evil/takes/none.mp4", "num_frames": 8, "fps": 8,
+                         "backend": "test", "path": "renders/evil/takes/broken.mp4", "num_frames": 8, "fps": 8,
                          "mode": "full", "decision": "reject", "reason": "<i>why</i> & because", "keep_start": 0,
                          "keep_end": 0}, [], [])
     reg.finish_run(run)
@@ -211,6 +214,9 @@ def test_html_report_escapes_hostile_ids_and_prompts(week, tmp_path):
     assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert 'id="shot-x&#34;&gt;&lt;b onmouseover=alert(4)&gt;"' in page and "&lt;i&gt;why&lt;/i&gt; &amp; because" in page
     assert "0 of 2 shots accepted" in _text(page)
+    # the page sits outside the workspace: its links climb out of tmp_path and land on the take
+    srcs = set(re.findall(r'<video [^>]*src="([^"]+)"', page))
+    assert len(srcs) == 1 and (tmp_path / srcs.pop()).resolve() == broken.resolve()
 
 
 def test_worst_frames_are_spread_over_the_take():
