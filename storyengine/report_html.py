@@ -303,9 +303,10 @@ def page_data(reg: Registry, report: dict[str, Any], *, html_path: str | Path | 
                      "refs": [{"character": h, "src": refs[h]} for h in handles if refs[h]]}
             ep_shots.append(entry)
             shots.append(entry)
-        poster = _frames(video, {int((ep.get("frames") or 0) * 0.6)}) if video is not None else {}
+        # the poster: the middle of the first shot in the episode (a frame from the episode itself may be a card or a dissolve)
+        poster = next((t["poster"] for s in ep_shots if s["accepted"] for t in s["take_rows"] if t["final"] and t["poster"]), None)
         episodes.append({**ep, "title": spec["episodes"].get(ep["episode"], ""), "video": links.href(video),
-                         "poster": _jpeg(next(iter(poster.values())), 640) if poster else None,
+                         "poster": poster,
                          "video_name": video.name if video else "", "sheet": links.href(sheet),
                          "sheet_name": sheet.name if sheet else "", "shot_rows": ep_shots,
                          "accepted": sum(s["accepted"] for s in ep_shots)})
