@@ -204,7 +204,7 @@ def probe(path: str | Path) -> dict:
                        "tags": dict(st.metadata)}
             if st.type == "video":
                 s.update(width=cc.width, height=cc.height, pix_fmt=cc.pix_fmt,
-                         has_b_frames=int(getattr(cc, "reorder_depth", cc.has_b_frames)),
+                         has_b_frames=int(cc.reorder_depth),  # the B-frame delay (PyAV >= 18; has_b_frames is a bool)
                          r_frame_rate=_ratio(st.base_rate), avg_frame_rate=_ratio(st.average_rate))
             elif st.type == "audio":
                 s.update(sample_rate=str(cc.sample_rate), channels=cc.channels,

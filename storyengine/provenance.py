@@ -30,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import __version__
 from .errors import MediaError, StoryEngineError
-from .workspace import atomic_path, temp_beside
+from .workspace import atomic_path, open_temp_beside
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 TRAINED_ALGORITHMIC_MEDIA = IPTC + "trainedAlgorithmicMedia"
@@ -151,9 +151,9 @@ def ensure_dev_credential(dir: Path) -> Credential:
 def _write_file(path: Path, data: bytes, mode: int) -> None:
     """Write atomically with ``mode`` less the umask; the temp file is created with that mode, so a
     0600 key is never briefly readable by others."""
-    tmp = temp_beside(path, mode=mode)
+    fd, tmp = open_temp_beside(path, mode=mode)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     finally:

@@ -74,8 +74,8 @@ class Workspace:
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-def temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> Path:
-    """Create an empty, unique temp file beside ``final`` (``.<name>.<random><suffix>``).
+def open_temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> tuple[int, Path]:
+    """Create a unique temp file beside ``final`` (``.<name>.<random><suffix>``); returns (fd, path).
 
     Unlike ``tempfile.mkstemp`` (always 0600) the file is created with ``mode`` filtered by the
     process umask, as ``open()`` would, so a renamed result can be shared or served like any file.
@@ -83,11 +83,17 @@ def temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> Path:
     for _ in range(100):
         tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode))
-            return tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode), tmp
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, f"no free temp name beside {final}")
+
+
+def temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> Path:
+    """:func:`open_temp_beside`, closed: an empty temp file for a writer that opens it by name (ffmpeg, PIL)."""
+    fd, tmp = open_temp_beside(final, suffix, mode)
+    os.close(fd)
+    return tmp
 
 
 @contextmanager
