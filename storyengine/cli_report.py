@@ -76,7 +76,8 @@ def report_cmd(series: Optional[str] = typer.Argument(None, help="Series name (d
                episode: Optional[str] = typer.Option(None, "--episode", "-e", help="Only this episode."),
                workspace: Path = WorkspaceOpt,
                as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (fields: docs/report.md)."),
-               html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML page here."),
+               html: Optional[Path] = typer.Option(None, "--html", help="Also write the HTML page here (episodes and takes linked relative to it)."),
+               open_page: bool = typer.Option(False, "--open", help="Open the HTML page in the browser (written to renders/<series>/report.html without --html)."),
                fail_under: Optional[float] = typer.Option(None, "--fail-under",
                                                           help="Exit 3 if an accepted shot or a character's mean similarity is below this.")) -> None:
     """The consistency report of a rendered series: per shot similarity, temporal signals, verdict and reason."""
@@ -87,10 +88,13 @@ def report_cmd(series: Optional[str] = typer.Argument(None, help="Series name (d
         reg = Registry.open(_ws(workspace))
         series = series or _latest_series(reg)
         report = build_report(reg, series, episode=episode)
+        html = html or (reg.workspace.series_dir(series) / "report.html" if open_page else None)
         if html is not None:
-            from .report_html import write_html
+            from .report_html import open_in_browser, write_html
 
             write_html(reg, report, html)
+            if open_page:
+                open_in_browser(html)
     except StoryEngineError as e:
         _fail(e)
     if as_json:

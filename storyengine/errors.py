@@ -30,7 +30,7 @@ class BackendError(StoryEngineError):
 
 
 class MediaError(StoryEngineError):
-    """Reading or writing media failed (ffmpeg/ffprobe output is quoted in the message)."""
+    """Reading or writing media failed (ffmpeg's own message is quoted)."""
 
 
 class WorkspaceBusy(StoryEngineError):

@@ -1,10 +1,12 @@
-"""Video I/O through ffmpeg: stream frames in and out, probe files. No frame list is ever held."""
+"""Video I/O: frames stream in and out through the ffmpeg binary that imageio-ffmpeg ships; files are
+probed and counted in-process with PyAV (FFmpeg's libraries in its wheel). No system ffmpeg or ffprobe
+is used, and no frame list is ever held.
+"""
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -16,23 +18,31 @@ from .errors import MediaError
 
 @lru_cache(maxsize=1)
 def ffmpeg_exe() -> str:
-    """ffmpeg from imageio-ffmpeg's bundled binary (falls back to one on PATH)."""
+    """The ffmpeg binary inside the imageio-ffmpeg wheel (``IMAGEIO_FFMPEG_EXE`` overrides it)."""
     try:
         import imageio_ffmpeg
 
         return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:  # pragma: no cover - only without imageio-ffmpeg
-        exe = shutil.which("ffmpeg")
-        if not exe:
-            raise MediaError("ffmpeg not found: install imageio-ffmpeg (pip) or ffmpeg (apt)")
-        return exe
+    except ImportError:
+        raise MediaError("imageio-ffmpeg is not installed: run `pip install imageio-ffmpeg` "
+                         "(it ships the ffmpeg that storyengine encodes with)") from None
+    except RuntimeError as e:  # imageio-ffmpeg has no binary for this platform and found none
+        raise MediaError(f"no ffmpeg binary: {e}") from None
 
 
-def ffprobe_exe() -> str:
-    exe = shutil.which("ffprobe")
-    if not exe:
-        raise MediaError("ffprobe not found on PATH: install it with `apt-get install ffmpeg`")
-    return exe
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise MediaError("PyAV is not installed: run `pip install av` (its wheel ships the FFmpeg "
+                         "libraries storyengine probes and counts frames with)") from None
+    return av
+
+
+def require_tools() -> None:
+    """Fail before any work when a media tool is missing: the encoder binary and PyAV."""
+    ffmpeg_exe()
+    _av()
 
 
 def _tail(data: bytes, n: int = 1200) -> str:
@@ -151,16 +161,59 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, max_fr
             raise MediaError(f"ffmpeg failed decoding {path} (exit {rc}): {_tail(err)}")
 
 
+def _ratio(r: Fraction | None) -> str:
+    return f"{r.numerator}/{r.denominator}" if r else "0/0"
+
+
+def _secs(ts: int | None, base: Fraction | None) -> str | None:
+    return f"{float(ts * base):.6f}" if ts is not None and base else None
+
+
+def _open(path: Path):
+    av = _av()
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as e:
+        raise MediaError(f"cannot read {path}: {e}") from None
+
+
 def probe(path: str | Path) -> dict:
-    """ffprobe's JSON (format + streams) for a media file."""
+    """A media file's streams and container, shaped like ``ffprobe -show_format -show_streams`` JSON.
+
+    Read in-process with PyAV. Keys kept from ffprobe: ``format`` (``format_name``, ``duration``,
+    ``size``, ``bit_rate``, ``nb_streams``, ``tags``) and ``streams`` (``index``, ``codec_type``,
+    ``codec_name``, ``profile``, ``time_base``, ``r_frame_rate``, ``avg_frame_rate``, ``duration``,
+    ``nb_frames``, ``bit_rate``, ``tags``; video: ``width``, ``height``, ``pix_fmt``,
+    ``has_b_frames``; audio: ``sample_rate``, ``channels``, ``channel_layout``), with ffprobe's
+    types (rates, durations and counts as strings).
+    """
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"media file not found: {path}")
-    cmd = [ffprobe_exe(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
-    res = subprocess.run(cmd, capture_output=True)
-    if res.returncode != 0:
-        raise MediaError(f"ffprobe cannot read {path}: {_tail(res.stderr)}")
-    return json.loads(res.stdout)
+    with _open(path) as c:
+        streams = []
+        for st in c.streams:
+            cc = st.codec_context
+            s: dict = {"index": st.index, "codec_type": st.type, "codec_name": cc.name if cc else None,
+                       "profile": st.profile, "time_base": _ratio(st.time_base),
+                       "r_frame_rate": "0/0", "avg_frame_rate": "0/0",
+                       "start_time": _secs(st.start_time, st.time_base),
+                       "duration_ts": st.duration, "duration": _secs(st.duration, st.time_base),
+                       "nb_frames": str(st.frames) if st.frames else None,
+                       "bit_rate": str(cc.bit_rate) if cc and cc.bit_rate else None,
+                       "tags": dict(st.metadata)}
+            if st.type == "video":
+                s.update(width=cc.width, height=cc.height, pix_fmt=cc.pix_fmt,
+                         has_b_frames=int(cc.reorder_depth),  # the B-frame delay (PyAV >= 18; has_b_frames is a bool)
+                         r_frame_rate=_ratio(st.base_rate), avg_frame_rate=_ratio(st.average_rate))
+            elif st.type == "audio":
+                s.update(sample_rate=str(cc.sample_rate), channels=cc.channels,
+                         channel_layout=cc.layout.name, sample_fmt=cc.format.name if cc.format else None)
+            streams.append({k: v for k, v in s.items() if v is not None})
+        fmt = {"filename": str(path), "nb_streams": len(streams), "format_name": c.format.name,
+               "duration": _secs(c.duration, Fraction(1, 1_000_000)), "size": str(path.stat().st_size),
+               "bit_rate": str(c.bit_rate) if c.bit_rate else None, "tags": dict(c.metadata)}
+    return {"streams": streams, "format": {k: v for k, v in fmt.items() if v is not None}}
 
 
 def video_stream(info: dict, path: str | Path = "") -> dict:
@@ -176,10 +229,20 @@ def fps_of(stream: dict) -> float:
 
 
 def count_frames(path: str | Path) -> int:
-    """Exact number of decoded video frames (ffprobe -count_frames)."""
-    cmd = [ffprobe_exe(), "-v", "error", "-count_frames", "-select_streams", "v:0",
-           "-show_entries", "stream=nb_read_frames", "-of", "json", str(path)]
-    res = subprocess.run(cmd, capture_output=True)
-    if res.returncode != 0:
-        raise MediaError(f"ffprobe cannot count frames of {path}: {_tail(res.stderr)}")
-    return int(json.loads(res.stdout)["streams"][0]["nb_read_frames"])
+    """Exact number of decoded frames of the first video stream (what ``ffprobe -count_frames`` reports)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"video not found: {path}")
+    av = _av()
+    with _open(path) as c:
+        if not c.streams.video:
+            raise MediaError(f"no video stream in {path}")
+        st = c.streams.video[0]
+        st.thread_type = "AUTO"
+        n = 0
+        try:
+            for _ in c.decode(st):
+                n += 1
+        except av.FFmpegError as e:
+            raise MediaError(f"cannot decode {path} (after frame {n}): {e}") from None
+    return n

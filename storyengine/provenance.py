@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from . import __version__
 from .errors import MediaError, StoryEngineError
 from .settings import Settings
 from .workspace import atomic_path
+from .workspace import atomic_path, open_temp_beside
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 TRAINED_ALGORITHMIC_MEDIA = IPTC + "trainedAlgorithmicMedia"
@@ -151,12 +151,12 @@ def ensure_dev_credential(dir: Path) -> Credential:
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically; the temp file is 0600 from the start, so a key is never briefly readable."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write atomically with ``mode`` less the umask; the temp file is created with that mode, so a
+    0600 key is never briefly readable by others."""
+    fd, tmp = open_temp_beside(path, mode=mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

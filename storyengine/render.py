@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import plugins
+from . import media, plugins
 from .backends.base import VideoBackend
 from .cache import TakeCache, digest, take_key
 from .consistency import references_for
@@ -333,7 +333,8 @@ def render_series(
         episodes, reporter, backend, executor: as for :class:`RenderRun`.
     """
     settings = settings or Settings.load(ws.root)
-    loaded = LoadedSpec.load(spec_path, ws)  # 1. Validate and plan everything before rendering anything
+    media.require_tools()  # 1. Validate and plan everything before rendering anything
+    loaded = LoadedSpec.load(spec_path, ws)
     reg = Registry.open(ws)
     try:
         run = RenderRun(loaded, settings, reg, reporter, episodes=episodes, backend=backend, executor=executor)

@@ -104,7 +104,7 @@ class _Item:
     size: tuple[int, int] | None = None  # decode-time scale, None = native
     src_size: tuple[int, int] | None = None
     sound: tuple[str, str] = ("ambience", "carriage")  # ("ambience", name) | ("file", path)
-    info: dict | None = None  # the take's ffprobe JSON
+    info: dict | None = None  # the take's media.probe() (ffprobe-shaped)
     total: int = 0  # frames in the take
 
 
@@ -531,7 +531,7 @@ def _reorder_delay(items: list[_Item]) -> int:
 # Cost model of the two ways to write an episode whose takes could be copied, calibrated with
 # scripts/bench_stitch.py (2 shared cores, libx264 veryfast; see docs/episodes.md, "Choosing the join").
 JOIN_PROCESS_S = 0.11
-"""Seconds one extra ffmpeg/ffprobe process costs (start-up, probing its input, pipes)."""
+"""Seconds one extra ffmpeg process costs (start-up, probing its input, pipes)."""
 JOIN_PIXEL_S = 3.4e-8
 """Seconds re-encoding costs per pixel of a frame at preset veryfast (decode to RGB + finish + encode)."""
 PRESET_COST = {"ultrafast": 0.55, "superfast": 0.65, "veryfast": 1.0, "faster": 1.5, "fast": 1.8,
@@ -681,6 +681,10 @@ class StitchOptions:
             :func:`plan_join` estimates it is faster (False: always re-encode).
         join: ``"auto"`` (the above), ``"copy"`` (copy whenever nothing needs new pictures, whatever
             the estimate) or ``"encode"`` (always re-encode).
+
+    Raises:
+        ValueError: bad format, an unknown ambience, or a segment that keeps no frames.
+        MediaError: ffmpeg could not read a take or write the episode.
     """
 
     fps: int

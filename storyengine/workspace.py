@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-import tempfile
+import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,21 +74,42 @@ class Workspace:
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
+def open_temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> tuple[int, Path]:
+    """Create a unique temp file beside ``final`` (``.<name>.<random><suffix>``); returns (fd, path).
+
+    Unlike ``tempfile.mkstemp`` (always 0600) the file is created with ``mode`` filtered by the
+    process umask, as ``open()`` would, so a renamed result can be shared or served like any file.
+    """
+    for _ in range(100):
+        tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temp name beside {final}")
+
+
+def temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> Path:
+    """:func:`open_temp_beside`, closed: an empty temp file for a writer that opens it by name (ffmpeg, PIL)."""
+    fd, tmp = open_temp_beside(final, suffix, mode)
+    os.close(fd)
+    return tmp
+
+
 @contextmanager
 def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it over ``final`` only if the block succeeds.
 
-    Whatever happens in the block, no partial file is left under either name. Disk-full and
-    permission errors become OutputError naming ``final``.
+    Whatever happens in the block, no partial file is left under either name. The file gets the
+    mode a plain ``open()`` would give (0666 less the umask). Disk-full and permission errors become
+    OutputError naming ``final``.
     """
     final = Path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix, dir=final.parent)
+        tmp_path = temp_beside(final, suffix or final.suffix)
     except OSError as e:
         raise OutputError(f"cannot write into {final.parent}: {e.strerror or e}") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         if not tmp_path.exists() or tmp_path.stat().st_size == 0:

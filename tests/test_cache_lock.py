@@ -172,3 +172,24 @@ def test_unwritable_and_full_outputs_name_the_path(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert f"cannot write {out}/big.bin: File too large (disk full or over quota); nothing was kept" in res.stdout, res.stderr
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_files_follow_the_umask(tmp_path, umask, mode):
+    """temp + rename gives the mode open() would (0666 less the umask), not mkstemp's fixed 0600."""
+    import stat
+
+    from storyengine.provenance import _write_file
+
+    old = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "report.json") as tmp:
+            tmp.write_text("{}")
+        _write_file(tmp_path / "chain.pem", b"cert", 0o644)
+        _write_file(tmp_path / "key.pem", b"key", 0o600)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "chain.pem").stat().st_mode) == 0o644 & ~umask
+    assert stat.S_IMODE((tmp_path / "key.pem").stat().st_mode) == 0o600  # a private key never opens up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.pem", "key.pem", "report.json"]

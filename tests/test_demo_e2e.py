@@ -1,6 +1,16 @@
-"""The whole chain, small: demo --days 2 at 320x180 in a temp workspace, asserted through ffprobe and SQLite."""
+"""The whole chain, small: demo --days 2 at 320x180 in a temp workspace, asserted through the in-process probe (PyAV) and SQLite.
+
+The demo runs as a user's first command would on a bare machine: in a child process whose PATH holds
+only the virtualenv's bin folder (no system ffmpeg or ffprobe), under umask 022.
+"""
 
 import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -11,11 +21,20 @@ from storyengine.registry import Registry
 from storyengine.workspace import Workspace
 
 
+VENV_BIN = str(Path(sys.executable).parent)
+
+
 @pytest.fixture(scope="module")
 def demo_ws(tmp_path_factory):
+    if shutil.which("ffmpeg", path=VENV_BIN) or shutil.which("ffprobe", path=VENV_BIN):
+        pytest.skip(f"{VENV_BIN} holds ffmpeg/ffprobe: cannot hide the system's tools from the demo")
     root = tmp_path_factory.mktemp("demo")
-    res = CliRunner().invoke(app, ["demo", "-w", str(root), "--days", "2", "--width", "320", "--height", "180", "--seconds", "3"])
-    assert res.exit_code == 0, res.output
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORYENGINE_")}
+    env.update(PATH=VENV_BIN, HF_HUB_OFFLINE="1", STORYENGINE_C2PA_DIR=str(tmp_path_factory.getbasetemp() / "c2pa"))
+    code = "import os; os.umask(0o022); from storyengine.cli import app; app()"
+    res = subprocess.run([sys.executable, "-c", code, "demo", "-w", str(root), "--days", "2", "--width", "320",
+                          "--height", "180", "--seconds", "3"], env=env, cwd=root, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return Workspace.at(root)
 
 
@@ -62,6 +81,17 @@ def test_episodes_are_h264_aac_and_durations_add_up(demo_ws):
     assert durations["day-2"] == pytest.approx(2 + 3 - 0.75, abs=1 / 24 + 1e-6)
 
 
+def test_files_are_shared_as_the_umask_says(demo_ws):
+    """Files written through temp + rename get 0666 less the umask (022 here), like any file: not 0600."""
+    out = demo_ws.renders / "subway-diary"
+    files = [out / "day-1.mp4", out / "day-2.mp4", out / "day-1.png", out / "report.json",
+             demo_ws.episodes / "subway-diary.yaml", *demo_ws.episodes.glob("stills/*.png"),
+             *demo_ws.characters.glob("*/photos/*"), *out.glob("cache/**/*.mp4"), *out.glob("cache/**/*.json")]
+    assert len(files) > 12
+    modes = {str(f.relative_to(demo_ws.root)): oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
+    assert set(modes.values()) == {"0o644"}, modes
+
+
 def test_report_and_plan_commands(demo_ws):
     r = CliRunner().invoke(app, ["report", "subway-diary", "-w", str(demo_ws.root), "--json"])
     assert r.exit_code == 0
@@ -79,3 +109,24 @@ def test_every_command_has_help():
                 ["check", "--help"], ["verify", "--help"], ["demo", "--help"]):
         r = CliRunner().invoke(app, cmd)
         assert r.exit_code == 0 and "Usage" in r.output, cmd
+
+
+def test_a_missing_media_tool_fails_before_any_work(tmp_path, monkeypatch):
+    import imageio_ffmpeg
+
+    def no_binary():
+        raise RuntimeError("No ffmpeg exe could be found.")
+
+    media.ffmpeg_exe.cache_clear()
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)
+    r = CliRunner().invoke(app, ["demo", "-w", str(tmp_path / "d"), "--days", "1"])
+    assert r.exit_code == 1 and "no ffmpeg binary: No ffmpeg exe could be found." in r.output
+    d = tmp_path / "d"  # nothing registered, no photo or still written
+    assert not (d / "characters" / "registry.db").exists() and not (d / "episodes" / "stills").exists()
+    monkeypatch.undo()
+    media.ffmpeg_exe.cache_clear()
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
+    with pytest.raises(media.MediaError, match="PyAV is not installed: run `pip install av`"):
+        media.require_tools()
+    with pytest.raises(media.MediaError, match="PyAV is not installed"):
+        media.probe(__file__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -21,12 +22,12 @@ SHOTS = [("day-1", "d1-morning", "clean-light", ""), ("day-1", "d1-evening", "sw
          ("day-2", "d2-morning", "clean-rotate", ""), ("day-2", "d2-evening", "swap-mid", "t1b")]
 
 
-def _record(reg, run_id, ep, shot, path, res, take=1):
+def _record(reg, run_id, ep, shot, path, res, take=1, decision=None):
     v = res.verdict
     reg.record_take(
         {"run_id": run_id, "series": "week", "episode_id": ep, "shot_id": shot, "take": take, "seed": 1, "backend": "test",
          "path": str(path.relative_to(reg.workspace.root)), "num_frames": res.num_frames, "fps": E.FPS, "mode": v.mode,
-         "decision": v.decision, "reason": v.reason, "keep_start": v.keep_start, "keep_end": v.keep_end, "conditioning": "[]",
+         "decision": decision or v.decision, "reason": v.reason, "keep_start": v.keep_start, "keep_end": v.keep_end, "conditioning": "[]",
          "flicker": v.flicker, "findings": json.dumps(v.findings)},
         [{**s.model_dump(), "mean_vector": json.dumps(s.mean_vector) if s.mean_vector else None} for s in v.summaries],
         [{"frame": s.index, "time": s.time, "handle": s.character, "encoder": s.encoder, "similarity": s.similarity,
@@ -57,7 +58,9 @@ def week(tmp_path_factory):
             E.make_clip(kind, N, other=other or "hopper", span=(12, 15))
         path = E.write_clip(clip, ws.renders / "week" / "takes" / f"{shot}.mp4")
         res = check(path, refs, settings=settings, min_frames=8)
-        _record(reg, run, ep, shot, path, res)
+        if shot == "d2-evening":  # the renderer retried it once before giving up: take 1 stays in the registry
+            _record(reg, run, ep, shot, path, res, take=1, decision="retry")
+        _record(reg, run, ep, shot, path, res, take=2 if shot == "d2-evening" else 1)
     for ep in ("day-1", "day-2"):
         reg.record_episode({"run_id": run, "series": "week", "episode_id": ep, "path": f"renders/week/{ep}.mp4",
                             "duration": 2.0, "frames": 24, "shots_used": "[]", "shots_rejected": "[]"})
@@ -128,24 +131,112 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def _text(page: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+
+
 def test_html_report_renders_in_chromium(week, tmp_path):
-    out = tmp_path / "report.html"
+    # day-1 is stitched (a take stands in for the episode), day-2 is not
+    shutil.copy(week.renders / "week" / "takes" / "d1-morning.mp4", week.renders / "week" / "day-1.mp4")
+    (week.renders / "week" / "report.json").write_text("{}")
+    out = week.renders / "week" / "report.html"
     r = CliRunner().invoke(app, ["report", "week", "-w", str(week.root), "--html", str(out)])
     assert r.exit_code == 0, r.output
     page = out.read_text()
-    assert "http://" not in page.replace("http://www.w3.org", "") and page.count("data:image/png;base64,") >= 5
+    assert "http://" not in page and "https://" not in page  # nothing fetched from the network
+    # 1. The summary counts: accept, trim and accept of four shots; d2-evening took two takes
+    text = _text(page)
+    assert "3 of 4 shots accepted" in text and "1 of 2 episodes playable" in text
+    assert "5 takes rendered" in text and "1 shot retried" in text and "1 trimmed" in text
+    assert re.search(r'Left out: .*d2-evening.*reject.*frames 6–9', text)
+    # 2. Players and links, relative to the page: the episode, every take, report.json
+    assert page.count("<video") == 1 + 5 and 'src="day-1.mp4"' in page and 'src="takes/d1-morning.mp4"' in page
+    assert 'href="report.json"' in page and "Not stitched yet" in page
+    # 3. Every take side by side, the retried one too, with its verdict and reason
+    sec = page[page.index('id="shot-d2-evening"'):]
+    takes = re.findall(r'<article class="take (\w+)[^"]*" id="take-\d+">', sec)
+    assert takes == ["retry", "reject"] and sec.count("frames 6–9 below bound") >= 3
+    # 4. Plots: inline SVG on a fixed 0–1 axis, the bound drawn where 0–1 puts it
+    plots = re.findall(r'<svg class="plot" viewBox="0 0 (\d+) (\d+)"[^>]*data-ymin="0" data-ymax="1">(.*?)</svg>', page, re.S)
+    assert len(plots) == 1 + 5 and page.count('<svg class="plot"') == 6
+    for w, h, body in plots:
+        ticks = dict((lab, float(y)) for y, lab in re.findall(r'<text class="ytick" x="[\d.]+" y="([\d.]+)"[^>]*>([\d.]+)</text>', body))
+        assert set(ticks) == {"0", "0.25", "0.5", "0.75", "1"} and ticks["0"] > ticks["1"]
+        for y, v in re.findall(r'<line class="bound"[^>]* y1="([\d.]+)"[^>]*data-value="([\d.]+)"', body):
+            top, bottom = ticks["1"] - 3, ticks["0"] - 3
+            assert float(y) == pytest.approx(top + (1 - float(v)) * (bottom - top), abs=0.15)
+    # 5. Worst frames: spread over the take, never neighbours
+    for art in re.findall(r'<article class="take.*?</article>', page, re.S):
+        frames = [int(f) for f in re.findall(r'alt="frame (\d+) of take', art)]
+        assert len(frames) == len(set(frames)) and all(b - a >= N // 6 for a, b in zip(frames, frames[1:]))
     exe = _chromium()
     if exe is None:
         pytest.skip("chromium is not installed (apt-get install chromium; CI installs it)")
     flags = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'prof'}",
-             "--enable-logging=stderr", "--v=0", "--window-size=1280,2400"]
+             "--enable-logging=stderr", "--v=0", "--window-size=1280,2400", "--hide-scrollbars"]
     dom = subprocess.run(flags + ["--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for sid in ("summary", "week", "shot-d1-morning", "shot-d1-evening", "shot-d2-morning", "shot-d2-evening"):
+    for sid in ("summary", "episodes", "week", "shot-d1-morning", "shot-d1-evening", "shot-d2-morning", "shot-d2-evening"):
         assert f'id="{sid}"' in dom.stdout
-    assert dom.stdout.count('class="thumbs"') == 4 and "frame 7 · " in dom.stdout
+    assert dom.stdout.count('class="thumbs"') == 5 and "#7 · " in dom.stdout
     console = [l for l in dom.stderr.splitlines() if "CONSOLE" in l or "Uncaught" in l]
     assert console == [], console
     shot = subprocess.run(flags + [f"--screenshot={tmp_path / 'shot.png'}", out.as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.returncode == 0 and (tmp_path / "shot.png").stat().st_size > 20_000
     shutil.copy(tmp_path / "shot.png", "/tmp/report_screenshot.png") if shutil.os.access("/tmp", shutil.os.W_OK) else None
+
+
+def test_html_report_escapes_hostile_ids_and_prompts(week, tmp_path):
+    """Text from a spec or the registry is data: a shot id or prompt holding markup stays text."""
+    from storyengine.report import build_report
+    from storyengine.report_html import write_html
+
+    spec = week.episodes / "evil.yaml"
+    spec.write_text(
+        "series: evil\ntitle: \"<img src=x onerror=alert(1)>\"\nbackend: motion\nepisodes:\n"
+        "  - id: e1\n    title: \"</h3><script>alert(2)</script>\"\n    shots:\n"
+        "      - id: calm\n        still: s.png\n        prompt: '\"><script>alert(3)</script>'\n")
+    broken = week.renders / "evil" / "takes" / "broken.mp4"  # a damaged file: numbers shown, no pictures
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    reg = Registry.open(week)
+    run = reg.start_run("evil", str(spec), "test", {})
+    bad = 'x"><b onmouseover=alert(4)>'
+    for shot in ("calm", bad):
+        reg.record_take({"run_id": run, "series": "evil", "episode_id": "e1", "shot_id": shot, "take": 1, "seed": 1,
+                         "backend": "test", "path": "renders/evil/takes/broken.mp4", "num_frames": 8, "fps": 8,
+                         "mode": "full", "decision": "reject", "reason": "<i>why</i> & because", "keep_start": 0,
+                         "keep_end": 0}, [], [])
+    reg.finish_run(run)
+    page = write_html(reg, build_report(reg, "evil"), tmp_path / "evil.html").read_text()
+    reg.close()
+    assert "<script" not in page and "<img src=x" not in page and "<b onmouseover" not in page and "<i>why" not in page
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert 'id="shot-x&#34;&gt;&lt;b onmouseover=alert(4)&gt;"' in page and "&lt;i&gt;why&lt;/i&gt; &amp; because" in page
+    assert "0 of 2 shots accepted" in _text(page)
+    # the page sits outside the workspace: its links climb out of tmp_path and land on the take
+    srcs = set(re.findall(r'<video [^>]*src="([^"]+)"', page))
+    assert len(srcs) == 1 and (tmp_path / srcs.pop()).resolve() == broken.resolve()
+
+
+def test_worst_frames_are_spread_over_the_take():
+    from storyengine.report_html import worst_frames
+
+    sims = [0.9] * 48
+    sims[10:14] = [0.5, 0.49, 0.5, 0.51]  # one dip: neighbouring frames are near-identical
+    sims[30], sims[44] = 0.6, 0.7
+    frames = [{"frame": i, "similarity": s} for i, s in enumerate(sims)] + [{"frame": 48, "similarity": None}]
+    assert [f["frame"] for f in worst_frames(frames, 49, 3)] == [11, 30, 44]
+    assert [f["frame"] for f in worst_frames(frames, 49, 1)] == [11]
+    assert worst_frames([], 10, 3) == []
+
+
+def test_report_open_writes_the_page_and_opens_it(week, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
+    r = CliRunner().invoke(app, ["report", "week", "-w", str(week.root), "--open"])
+    assert r.exit_code == 0, r.output
+    page = week.renders / "week" / "report.html"
+    assert opened == [page.resolve().as_uri()] and "shots accepted" in page.read_text()

@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from .. import media
 from ..register import register_character
 from ..registry import Registry
 from ..settings import Settings
@@ -108,6 +109,7 @@ def build_demo(ws: Workspace, *, days: int = 7, width: int = 640, height: int = 
     """Prepare the demo workspace (characters, stills, spec); returns the spec path."""
     if not 1 <= days <= 7:
         raise ValueError(f"`days` must be 1-7, got {days}")
+    media.require_tools()  # before any work: the render at the end needs them
     ws.ensure()
     settings = Settings.load(ws.root)
     reg = Registry.open(ws)
