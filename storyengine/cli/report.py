@@ -12,8 +12,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import WorkspaceOpt, _fail, _ws, app, console, err_console
-from .errors import StoryEngineError
+from .series import WorkspaceOpt, _fail, _ws, app, console, err_console
+from ..errors import StoryEngineError
 
 
 def print_report(report: dict) -> None:
@@ -80,15 +80,15 @@ def report_cmd(series: Optional[str] = typer.Argument(None, help="Series name (d
                fail_under: Optional[float] = typer.Option(None, "--fail-under",
                                                           help="Exit 3 if an accepted shot or a character's mean similarity is below this.")) -> None:
     """The consistency report of a rendered series: per shot similarity, temporal signals, verdict and reason."""
-    from .registry import Registry
-    from .report import build_report, fail_under as gate
+    from ..registry import Registry
+    from ..report import build_report, fail_under as gate
 
     try:
         reg = Registry.open(_ws(workspace))
         series = series or _latest_series(reg)
         report = build_report(reg, series, episode=episode)
         if html is not None:
-            from .report_html import write_html
+            from ..report_html import write_html
 
             write_html(reg, report, html)
     except StoryEngineError as e:
@@ -128,9 +128,9 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
               workspace: Path = WorkspaceOpt,
               as_json: bool = typer.Option(False, "--json", help="Print frames, summaries and verdict as JSON.")) -> None:
     """Score a clip against registered characters and print the verdict the renderer would take."""
-    from .consistency import check, references_for
-    from .registry import Registry
-    from .settings import Settings
+    from ..consistency import check, references_for
+    from ..registry import Registry
+    from ..settings import Settings
 
     try:
         ws = _ws(workspace)
@@ -139,7 +139,7 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
         refs = [r for h in dict.fromkeys(character) for r in references_for(reg, h, bound=settings.bound)]
         min_frames = None
         if min_duration is not None:
-            from . import media
+            from .. import media
 
             min_frames = max(1, round(min_duration * (media.fps_of(media.video_stream(media.probe(video), video)) or 24.0)))
         res = check(video, refs, settings=settings, min_frames=min_frames, reg=reg)

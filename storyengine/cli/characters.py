@@ -10,16 +10,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import WorkspaceOpt, _fail, _ws, character_app, console, err_console
-from .errors import StoryEngineError
+from .series import WorkspaceOpt, _fail, _ws, character_app, console, err_console
+from ..errors import StoryEngineError
 
 adapter_app = typer.Typer(help="LoRA adapters of a character (safetensors only).", no_args_is_help=True)
 character_app.add_typer(adapter_app, name="adapter")
 
 
 def _open(workspace: Path):
-    from .registry import Registry
-    from .settings import Settings
+    from ..registry import Registry
+    from ..settings import Settings
 
     ws = _ws(workspace)
     return ws, Registry.open(ws), Settings.load(ws.root)
@@ -45,7 +45,7 @@ def character_add(
     workspace: Path = WorkspaceOpt,
 ) -> None:
     """Register a character (or add photos to one): every photo is gated, embedded and stored in one transaction."""
-    from .register import register_character
+    from ..register import register_character
 
     try:
         ws, reg, settings = _open(workspace)
@@ -67,7 +67,7 @@ def character_add_photos(
     workspace: Path = WorkspaceOpt,
 ) -> None:
     """Add photos to a registered character (same gates; the outlier gate compares with its stored photos)."""
-    from .characters import add_photos
+    from ..characters import add_photos
 
     try:
         ws, reg, settings = _open(workspace)
@@ -106,7 +106,7 @@ def character_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a character: photos, identity statistics per encoder, adapters, consent and licence notes."""
-    from .register import face_candidates
+    from ..register import face_candidates
 
     try:
         ws, reg, settings = _open(workspace)
@@ -156,7 +156,7 @@ def character_remove(
     workspace: Path = WorkspaceOpt,
 ) -> None:
     """Delete a character (or one of its photos) with its files. Needs --yes."""
-    from .characters import remove_character, remove_photo
+    from ..characters import remove_character, remove_photo
 
     if not yes:
         what = f"photo {photo} of {handle!r}" if photo is not None else f"character {handle!r} with all its photos, vectors and adapters"
@@ -176,7 +176,7 @@ def character_remove(
 @character_app.command("rename")
 def character_rename(old: str, new: str, workspace: Path = WorkspaceOpt) -> None:
     """Rename a character: every registry row, stored path and its folder, in one step."""
-    from .characters import rename_character
+    from ..characters import rename_character
 
     try:
         ws, reg, _ = _open(workspace)
@@ -190,7 +190,7 @@ def character_rename(old: str, new: str, workspace: Path = WorkspaceOpt) -> None
 def character_reembed(handle: str, encoder: str = typer.Option(..., "--encoder", help="Encoder name (see docs/encoders.md)."),
                       workspace: Path = WorkspaceOpt) -> None:
     """Add vectors of a newly configured encoder (or new weights) for every photo of a character."""
-    from .characters import reembed
+    from ..characters import reembed
 
     try:
         ws, reg, settings = _open(workspace)
@@ -205,7 +205,7 @@ def character_reembed(handle: str, encoder: str = typer.Option(..., "--encoder",
 @character_app.command("export")
 def character_export(handle: str, out: Path = typer.Argument(..., help="Zip file to write."), workspace: Path = WorkspaceOpt) -> None:
     """Export a character (photos, metadata, vectors, adapters, consent notes) to a zip."""
-    from .characters import export_character
+    from ..characters import export_character
 
     try:
         ws, reg, _ = _open(workspace)
@@ -221,7 +221,7 @@ def character_import(archive: Path = typer.Argument(..., help="Zip written by `c
                      as_handle: Optional[str] = typer.Option(None, "--as", help="Store under this handle instead."),
                      workspace: Path = WorkspaceOpt) -> None:
     """Import a character exported elsewhere; everything is validated first, a handle clash needs --as NEW."""
-    from .characters import import_character
+    from ..characters import import_character
 
     try:
         ws, reg, _ = _open(workspace)
@@ -242,7 +242,7 @@ def adapter_add(
     workspace: Path = WorkspaceOpt,
 ) -> None:
     """Store a LoRA adapter for a character, with its sha256, base model and trigger word."""
-    from .characters import add_adapter
+    from ..characters import add_adapter
 
     try:
         ws, reg, _ = _open(workspace)
@@ -255,7 +255,7 @@ def adapter_add(
 @adapter_app.command("remove")
 def adapter_remove(handle: str, adapter: str = typer.Argument(..., help="Adapter id or name."), workspace: Path = WorkspaceOpt) -> None:
     """Remove an adapter and its file."""
-    from .characters import remove_adapter
+    from ..characters import remove_adapter
 
     try:
         ws, reg, _ = _open(workspace)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import StoryEngineError
+from ..errors import StoryEngineError
 
 app = typer.Typer(help="Recurring characters from a few photos, extended into consistent clips and episodes.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -77,7 +77,7 @@ def _progress() -> Progress:
 
 
 def _ws(path: Path):
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
     return Workspace.at(path).ensure()
 
@@ -89,8 +89,8 @@ def plan_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
              workspace: Path = WorkspaceOpt,
              as_json: bool = typer.Option(False, "--json", help="Print the plans as JSON.")) -> None:
     """Print the resolved shot plans (stills, characters, seeds, frames, conditioning) without rendering."""
-    from .planner import load_series, plan_series
-    from .registry import Registry
+    from ..planner import load_series, plan_series
+    from ..registry import Registry
 
     try:
         ws = _ws(workspace)
@@ -128,8 +128,8 @@ def render_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
     Takes are cached by their inputs: re-running an unchanged series renders nothing, an edited
     shot re-renders alone, and an interrupted render resumes where it stopped.
     """
-    from .render import dry_run as plan_dry_run, render_series
-    from .settings import Settings
+    from ..render import dry_run as plan_dry_run, render_series
+    from ..settings import Settings
 
     if executor not in ("local", "ray"):
         _fail(StoryEngineError(f"unknown executor {executor!r}; use local or ray"))
@@ -147,8 +147,8 @@ def render_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
             return
         ex = None
         if executor == "ray":
-            from .executors import RayExecutor
-            from .planner import load_series
+            from ..executors import RayExecutor
+            from ..planner import load_series
 
             s = load_series(spec)
             ex = RayExecutor(s.backend, s.backend_options, address=address, gpus_per_shot=gpus_per_shot, workers=workers)
@@ -157,7 +157,7 @@ def render_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
         report = json.loads(out.report_path.read_text())
     except StoryEngineError as e:
         _fail(e)
-    from .cli_report import print_report
+    from ..report import print_report
 
     print_report(report)
     for s in out.shots:
@@ -176,7 +176,7 @@ def verify_cmd(file: Path = typer.Argument(..., help="An MP4 (or image) to check
                trust_anchors: Optional[Path] = typer.Option(None, "--trust-anchors", help="PEM file of trusted root certificates."),
                as_json: bool = typer.Option(False, "--json", help="Print the manifest summary as JSON.")) -> None:
     """Print a file's C2PA manifest summary and validation state; exit 0 valid, 1 invalid, 2 missing."""
-    from .provenance import verify
+    from ..provenance import verify
 
     try:
         res = verify(file, trust_anchors=trust_anchors)
@@ -197,9 +197,9 @@ def demo_cmd(workspace: Path = typer.Option(Path("demo"), "--workspace", "-w", h
              height: int = typer.Option(360, "--height", help="Frame height."),
              seconds: float = typer.Option(4.0, "--seconds", min=1.0, max=5.0, help="Seconds per shot.")) -> None:
     """The subway-diary week on the embedded defaults: register two characters, write the spec, render, report."""
-    from .demo import build_demo
-    from .render import render_series
-    from .settings import Settings
+    from ..demo import build_demo
+    from ..render import render_series
+    from ..settings import Settings
 
     try:
         ws = _ws(workspace)
@@ -212,7 +212,7 @@ def demo_cmd(workspace: Path = typer.Option(Path("demo"), "--workspace", "-w", h
         report = json.loads(out.report_path.read_text())
     except StoryEngineError as e:
         _fail(e)
-    from .cli_report import print_report
+    from ..report import print_report
 
     print_report(report)
     for ep in out.episodes:
@@ -222,7 +222,7 @@ def demo_cmd(workspace: Path = typer.Option(Path("demo"), "--workspace", "-w", h
 
 
 # Commands live in small modules by noun; importing them registers them on `app`.
-from . import cli_characters, cli_episodes, cli_lora, cli_report  # noqa: E402,F401
+from . import characters, lora, report, takes  # noqa: E402,F401
 
 
 def main() -> None:  # pragma: no cover

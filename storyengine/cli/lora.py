@@ -9,8 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli import WorkspaceOpt, _fail, _ws, character_app, console, err_console
-from .errors import StoryEngineError
+from .series import WorkspaceOpt, _fail, _ws, character_app, console, err_console
+from ..errors import StoryEngineError
 
 
 @character_app.command("train-lora")
@@ -32,8 +32,8 @@ def character_train_lora(
     workspace: Path = WorkspaceOpt,
 ) -> None:
     """Train a LoRA adapter on the character's photos (flow matching) and store it in the registry."""
-    from .lora import train_character
-    from .registry import Registry
+    from ..lora import train_character
+    from ..registry import Registry
 
     try:
         ws = _ws(workspace)

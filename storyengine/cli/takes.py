@@ -10,13 +10,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .cli import WorkspaceOpt, _fail, _ws, app, console
-from .errors import StoryEngineError
+from .series import WorkspaceOpt, _fail, _ws, app, console
+from ..errors import StoryEngineError
 
 
 def shot_takes(reg, shot: str, series: str | None = None, run_id: int | None = None) -> list[dict]:
     """Takes of ``shot`` in the latest run that rendered it (or ``run_id``), with their lowest mean similarity."""
-    from .errors import RegistryError
+    from ..errors import RegistryError
 
     where, args = "shot_id = ?", [shot]
     if series:
@@ -45,7 +45,7 @@ def takes_cmd(shot: str = typer.Argument(..., help="Shot id."),
               workspace: Path = WorkspaceOpt,
               as_json: bool = typer.Option(False, "--json", help="Print the takes as JSON.")) -> None:
     """List every take of a shot (seed, mood, verdict, score, file) and mark the one the episode uses."""
-    from .registry import Registry
+    from ..registry import Registry
 
     try:
         rows = shot_takes(Registry.open(_ws(workspace)), shot, series)
