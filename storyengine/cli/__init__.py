@@ -1,5 +1,8 @@
-"""The `storyengine` command line (moved from storyengine/cli.py and storyengine/cli_*.py)."""
+"""The `storyengine` command line: one module per noun, `common` for what they share, `app` for the root.
 
-from .series import app, main
+The only package that prints or turns errors into exit codes (docs/cli.md lists them per command).
+"""
+
+from .app import app, main
 
 __all__ = ["app", "main"]

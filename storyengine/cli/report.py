@@ -2,66 +2,120 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
-from rich import box
-from rich.markup import escape
-from rich.table import Table
 
-from .series import WorkspaceOpt, _fail, _ws, app, console, err_console
 from ..errors import StoryEngineError
+from .common import Col, JsonOpt, View, WorkspaceOpt, blank, command, commands, emit_json, fail, fits, info, \
+    open_workspace, piped, say, show, warn
+
+app = commands()
+
+
+def _f(v) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+_VERDICT_STYLE = {"trim": "cyan", "reject": "red"}
+_SHOT_COLS = [Col("shot"), Col("character"), Col("frames", "num"), Col("mean", "num"), Col("min", "num"),
+              Col("p5", "num", drop=2), Col("bound", "num"), Col("subj.", "num", drop=2), Col("flicker", "num", drop=2),
+              Col("takes", "num", drop=3), Col("verdict"), Col("reason", "text", drop=1)]
+
+
+def _shot_rows(ep: dict):
+    """(cells, style) per shot and character: the shot's own cells only on its first line."""
+    for sh in ep["shots"]:
+        chars = sh["characters"] or [{"character": "—", "frames_scored": 0, "mean": None, "min": None, "p5": None,
+                                      "bound": None, "subject_consistency": None}]
+        for i, c in enumerate(chars):
+            first = i == 0
+            yield ([sh["shot"] if first else "", c["character"], str(c["frames_scored"]), _f(c["mean"]), _f(c["min"]),
+                    _f(c["p5"]), _f(c["bound"]), _f(c.get("subject_consistency")),
+                    _f(sh.get("flicker")) if first else "", str(sh["takes"]) if first else "",
+                    sh["verdict"] if first else "", (sh["reason"] or "") if first else ""],
+                   _VERDICT_STYLE.get(sh["verdict"]))
+
+
+def episode_view(report: dict, ep: dict) -> View:
+    v = View(f"{report['series']} / {ep['episode']}", list(_SHOT_COLS))
+    for cells, style in _shot_rows(ep):
+        v.add(*cells, style=style)
+    return v
+
+
+def series_view(report: dict) -> View:
+    """Each character across the series, one column per episode: ``mean (cosine to the previous episode)``."""
+    eps = [e["episode"] for e in report["episodes"]]
+    v = View(f"{report['series']}: characters across the series (accepted frames)",
+             [Col("character"), *[Col(e, "num") for e in eps], Col("mean", "num"), Col("worst ep.", "num"),
+              Col("ep→ep min", "num"), Col("bound", "num")])
+    for c in report.get("characters") or []:
+        by = {r["episode"]: r for r in c["episodes"]}
+        cells = [_f(by[e]["mean"]) + (f" ({by[e]['to_previous']:.2f})" if by[e].get("to_previous") is not None else "")
+                 if e in by else "—" for e in eps]
+        v.add(f"{c['character']} ({c['encoder']})", *cells, _f(c["mean"]), _f(c["worst_episode_mean"]),
+              _f(c["min_episode_to_episode"]), _f(c["bound"]))
+    return v
+
+
+def character_view(report: dict, c: dict) -> View:
+    """The narrow layout of the series table: one table per character, one row per episode."""
+    v = View(f"{c['character']} ({c['encoder']}) across {report['series']}: mean {_f(c['mean'])}, worst episode "
+             f"{_f(c['worst_episode_mean'])}, ep→ep min {_f(c['min_episode_to_episode'])}, bound {_f(c['bound'])}",
+             [Col("episode"), Col("shots", "num"), Col("frames", "num"), Col("mean", "num"), Col("min", "num"),
+              Col("to previous", "num")])
+    for r in c["episodes"]:
+        v.add(r["episode"], r["shots"], r["frames"], _f(r["mean"]), _f(r["min"]), _f(r.get("to_previous")))
+    return v
+
+
+def _tsv_report(report: dict) -> None:
+    """Piped: one row per shot and character with every column, then one row per character and episode."""
+    shots = View("", [Col("episode"), *_SHOT_COLS])
+    for ep in report["episodes"]:
+        for cells, _ in _shot_rows(ep):
+            shots.add(ep["episode"], *cells)
+    show(shots)
+    chars = report.get("characters") or []
+    if chars:
+        blank()
+        v = View("", [Col("character"), Col("encoder"), Col("episode"), Col("shots", "num"), Col("frames", "num"),
+                      Col("mean", "num"), Col("min", "num"), Col("to previous", "num"), Col("series mean", "num"),
+                      Col("worst ep.", "num"), Col("ep→ep min", "num"), Col("bound", "num")])
+        for c in chars:
+            for r in c["episodes"]:
+                v.add(c["character"], c["encoder"], r["episode"], r["shots"], r["frames"], _f(r["mean"]), _f(r["min"]),
+                      _f(r.get("to_previous")), _f(c["mean"]), _f(c["worst_episode_mean"]),
+                      _f(c["min_episode_to_episode"]), _f(c["bound"]))
+        show(v)
 
 
 def print_report(report: dict) -> None:
-    f = lambda v: "—" if v is None else f"{v:.3f}"
+    """The report for people: a table per episode (reasons under it when the width has no room for them),
+    then the characters across the series (one table per character on a narrow terminal)."""
+    if piped():
+        _tsv_report(report)
+        return
     for ep in report["episodes"]:
-        t = Table(title=f"{report['series']} / {ep['episode']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        t.add_column("shot", no_wrap=True)
-        t.add_column("character", no_wrap=True)
-        for col in ("frames", "mean", "min", "p5", "bound", "subj.", "flicker", "takes"):
-            t.add_column(col, justify="right", no_wrap=True)
-        t.add_column("verdict", no_wrap=True)
-        wide = console.width >= 150  # the reason gets its own column on a wide terminal, its own line otherwise
-        if wide:
-            t.add_column("reason", overflow="fold", max_width=60)
-        for sh in ep["shots"]:
-            colour = {"accept": "green", "trim": "cyan", "reject": "red"}.get(sh["verdict"], "white")
-            chars = sh["characters"] or [{"character": "—", "frames_scored": 0, "mean": None, "min": None, "p5": None,
-                                          "bound": None, "subject_consistency": None}]
-            for i, c in enumerate(chars):
-                t.add_row(sh["shot"] if i == 0 else "", c["character"], str(c["frames_scored"]), f(c["mean"]), f(c["min"]),
-                          f(c["p5"]), f(c["bound"]), f(c.get("subject_consistency")),
-                          f(sh.get("flicker")) if i == 0 else "", str(sh["takes"]) if i == 0 else "",
-                          f"[{colour}]{sh['verdict']}[/]" if i == 0 else "",
-                          *([escape(sh["reason"] or "") if i == 0 else ""] if wide else []))
-        console.print(t)
-        if not wide:
-            for sh in ep["shots"]:
-                if sh["verdict"] != "accept" or sh.get("findings"):
-                    console.print(f"  {sh['shot']}: [bold]{sh['verdict']}[/] — {escape(sh['reason'] or '')}", highlight=False)
+        layout = show(episode_view(report, ep))
+        if layout == "narrow":  # the reason column went: say the reasons under the table
+            notes = [sh for sh in ep["shots"] if sh["verdict"] != "accept" or sh.get("findings")]
+            for sh in notes:
+                say(f"  {sh['shot']}: {sh['verdict']} — {sh['reason'] or ''}")
+            if notes:
+                say("")
     chars = report.get("characters") or []
     if chars:
-        eps = [e["episode"] for e in report["episodes"]]
-        t = Table(title=f"{report['series']}: characters across the series (accepted frames)", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
-        t.add_column("character", no_wrap=True)
-        for ep in eps:
-            t.add_column(ep, justify="right", no_wrap=True)
-        for col in ("mean", "worst ep.", "ep→ep min", "bound"):
-            t.add_column(col, justify="right", no_wrap=True)
-        for c in chars:
-            by = {r["episode"]: r for r in c["episodes"]}
-            cells = [f(by[e]["mean"]) + (f" ({by[e]['to_previous']:.2f})" if by.get(e, {}).get("to_previous") is not None else "")
-                     if e in by else "—" for e in eps]
-            t.add_row(f"{c['character']} ({c['encoder']})", *cells, f(c["mean"]), f(c["worst_episode_mean"]),
-                      f(c["min_episode_to_episode"]), f(c["bound"]))
-        console.print(t)
-        console.print("  per episode: mean similarity of accepted frames to the registry (cosine of the episode's mean "
-                      "embedding to the previous episode's)", style="dim", highlight=False)
+        wide = series_view(report)
+        if fits(wide):
+            show(wide)
+        else:
+            for c in chars:
+                show(character_view(report, c))
+        say("  per episode: mean similarity of accepted frames to the registry (cosine of the episode's mean "
+            "embedding to the previous episode's)", style="dim")
 
 
 def _latest_series(reg) -> str:
@@ -71,38 +125,42 @@ def _latest_series(reg) -> str:
     return reg.db.execute("select series from runs order by id desc limit 1").fetchone()[0]
 
 
-@app.command("report")
-def report_cmd(series: Optional[str] = typer.Argument(None, help="Series name (default: the last rendered one)."),
-               episode: Optional[str] = typer.Option(None, "--episode", "-e", help="Only this episode."),
-               workspace: Path = WorkspaceOpt,
+@command(app, "report")
+def report_cmd(series: Optional[str] = typer.Argument(None, metavar="SERIES", help="Series name (default: the last rendered one)."),
+               episode: Optional[List[str]] = typer.Option(None, "--episode", "-e", metavar="ID",
+                                                           help="Only this episode (repeat for more)."),
+               workspace: Optional[Path] = WorkspaceOpt,
                as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (fields: docs/report.md)."),
-               html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML page here."),
-               fail_under: Optional[float] = typer.Option(None, "--fail-under",
+               html: Optional[Path] = typer.Option(None, "--html", metavar="PATH", help="Also write a self-contained HTML page here."),
+               fail_under: Optional[float] = typer.Option(None, "--fail-under", metavar="SCORE",
                                                           help="Exit 3 if an accepted shot or a character's mean similarity is below this.")) -> None:
-    """The consistency report of a rendered series: per shot similarity, temporal signals, verdict and reason."""
+    """The consistency report of a rendered series: per shot similarity, temporal signals, verdict and reason.
+
+    Example: storyengine report subway-diary -e day-1 -e day-2 --fail-under 0.8
+    """
     from ..registry import Registry
     from ..report import build_report, fail_under as gate
 
     try:
-        reg = Registry.open(_ws(workspace))
+        reg = Registry.open(open_workspace(workspace))
         series = series or _latest_series(reg)
-        report = build_report(reg, series, episode=episode)
+        report = build_report(reg, series, episode=episode or None)
         if html is not None:
             from ..report_html import write_html
 
             write_html(reg, report, html)
     except StoryEngineError as e:
-        _fail(e)
+        fail(e)
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        emit_json(report)
     else:
         print_report(report)
         if html is not None:
-            console.print(f"html: {html}", highlight=False)
+            info(f"html: {html}")
     if fail_under is not None:
         failed = gate(report, fail_under)
         for line in failed:
-            err_console.print(f"[bold red]under {fail_under:g}:[/] {escape(line)}", highlight=False)
+            warn(line, label=f"under {fail_under:g}")
         if failed:
             raise typer.Exit(3)
 
@@ -119,21 +177,27 @@ def check_json(video: Path, res) -> dict:
             "verdict": v.decision, "reason": v.reason, "keep": [v.keep_start, v.keep_end]}
 
 
-@app.command("check")
-def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyengine or any other tool)."),
-              character: List[str] = typer.Option(..., "--character", "-c", help="Handle(s) expected in the clip."),
-              mode: Optional[str] = typer.Option(None, "--mode", help="full (every frame, tracked) | sampled (16 frames); default: settings."),
-              bound: Optional[float] = typer.Option(None, "--bound", help="Override the per-character acceptance bound."),
-              min_duration: Optional[float] = typer.Option(None, "--min-duration", help="Shortest clip a trim may keep, seconds (default 60%)."),
-              workspace: Path = WorkspaceOpt,
+@command(app, "check")
+def check_cmd(video: Path = typer.Argument(..., metavar="VIDEO", help="A video file (from storyengine or any other tool)."),
+              character: List[str] = typer.Option(..., "--character", "-c", metavar="HANDLE",
+                                                  help="A character expected in the clip (repeat for more)."),
+              mode: Optional[Literal["full", "sampled"]] = typer.Option(None, "--mode",
+                                                                      help="Every frame, tracked, or 16 sampled frames (default: settings)."),
+              bound: Optional[float] = typer.Option(None, "--bound", metavar="SIMILARITY", help="Override the per-character acceptance bound."),
+              min_duration: Optional[float] = typer.Option(None, "--min-duration", metavar="SECONDS",
+                                                           help="Shortest clip a trim may keep (default 60%)."),
+              workspace: Optional[Path] = WorkspaceOpt,
               as_json: bool = typer.Option(False, "--json", help="Print frames, summaries and verdict as JSON.")) -> None:
-    """Score a clip against registered characters and print the verdict the renderer would take."""
+    """Score a clip against registered characters and print the verdict the renderer would take.
+
+    Example: storyengine check clip.mp4 -c mara -c chelsea --json
+    """
     from ..consistency import check, references_for
     from ..registry import Registry
     from ..settings import Settings
 
     try:
-        ws = _ws(workspace)
+        ws = open_workspace(workspace)
         settings = Settings.load(ws.root, check_mode=mode, bound=bound)
         reg = Registry.open(ws)
         refs = [r for h in dict.fromkeys(character) for r in references_for(reg, h, bound=settings.bound)]
@@ -144,19 +208,20 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
             min_frames = max(1, round(min_duration * (media.fps_of(media.video_stream(media.probe(video), video)) or 24.0)))
         res = check(video, refs, settings=settings, min_frames=min_frames, reg=reg)
     except StoryEngineError as e:
-        _fail(e)
+        fail(e)
     verdict = res.verdict
     if as_json:
-        sys.stdout.write(json.dumps(check_json(video, res), indent=2) + "\n")
+        emit_json(check_json(video, res))
         return
-    f = lambda v: "—" if v is None else f"{v:.3f}"
-    t = Table("character", "encoder", "scored", "unknown", "drifted", "mean", "min", "p5", "centroid", "subj.", "bound",
-              title=f"{video} ({verdict.mode} mode{', cached' if res.cached else ''})")
+    v = View(f"{video} ({verdict.mode} mode{', cached' if res.cached else ''})",
+             [Col("character"), Col("encoder", drop=1), Col("scored", "num"), Col("unknown", "num", drop=2),
+              Col("drifted", "num"), Col("mean", "num"), Col("min", "num"), Col("p5", "num", drop=2),
+              Col("centroid", "num", drop=1), Col("subj.", "num", drop=2), Col("bound", "num")])
     for s in verdict.summaries:
-        t.add_row(s.handle, s.encoder, str(s.frames_scored), str(s.frames_missing), str(s.frames_drifted), f(s.mean), f(s.min),
-                  f(s.p5), f(s.centroid_mean), f(s.subject_consistency), f(s.bound))
-    console.print(t)
-    console.print(f"flicker {f(verdict.flicker)}", highlight=False)
+        v.add(s.handle, s.encoder, s.frames_scored, s.frames_missing, s.frames_drifted, _f(s.mean), _f(s.min),
+              _f(s.p5), _f(s.centroid_mean), _f(s.subject_consistency), _f(s.bound))
+    show(v)
+    say(f"flicker {_f(verdict.flicker)}")
     for line in verdict.findings:
-        console.print(f"finding: {escape(line)}", highlight=False)
-    console.print(f"verdict: [bold]{verdict.decision}[/] — {escape(verdict.reason)}", highlight=False)
+        say(f"finding: {line}")
+    say(f"verdict: {verdict.decision} — {verdict.reason}")
