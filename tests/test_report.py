@@ -117,6 +117,10 @@ def test_report_json_numbers(week):
     assert [e["episode"] for e in json.loads(r.output)["episodes"]] == ["day-2"]
     r = CliRunner().invoke(app, ["report", "-w", str(week.root), "--episode", "day-9"])
     assert r.exit_code == 1 and "no rendered episode 'day-9'" in r.output
+    r = CliRunner().invoke(app, ["report", "-w", str(week.root), "--json", "-e", "day-2", "-e", "day-1"])  # both kept
+    assert [e["episode"] for e in json.loads(r.output)["episodes"]] == ["day-1", "day-2"]
+    r = CliRunner().invoke(app, ["report", "-w", str(week.root), "-e", "day-1", "-e", "day-9"])
+    assert r.exit_code == 1 and "no rendered episode 'day-9'" in r.stderr and r.stdout == ""
 
 
 def test_report_table_and_fail_under(week):
@@ -228,7 +232,8 @@ def whole_values(week):
 def test_tables_never_cut_a_number_id_or_path(week, whole_values, columns):
     for args, values in whole_values.items():
         text = _run_at([*args, "-w", week.root], columns)
-        missing = sorted(v for v in values if v not in text)
+        whole = lambda v: re.search(rf"(?<![\w./-]){re.escape(v)}(?![\w/-])", text)  # a token, not part of one
+        missing = sorted(v for v in values if not whole(v))
         assert not missing, (args, columns, missing, text)
         assert "…" not in text, (args, columns, text)
         if args[0] == "check" and columns:

@@ -161,36 +161,65 @@ def tsv_lines(view: View, header: bool = True) -> list[str]:
     return lines
 
 
-def _rich_table(view: View, keep: list[int]) -> Table:
+GAP = 2  # columns between two table columns (SIMPLE_HEAD, no edge, collapsed padding)
+TEXT_MIN = 24  # a text column (reasons, notes) is never squeezed below this
+
+
+def _widths(view: View, keep: list[int], width: int) -> list[int] | None:
+    """Exact column widths for ``keep`` within ``width``, or None when they do not fit.
+
+    Numbers, ids and paths get their longest value (never less); text columns share what is left,
+    each at least ``TEXT_MIN`` (or its longest value if shorter) and at most its longest value."""
+    from rich.cells import cell_len
+
+    natural = [max([cell_len(view.cols[i].name)] + [cell_len(r[i]) for r in view.rows]) for i in keep]
+    text = [n for n, i in enumerate(keep) if view.cols[i].kind == "text"]
+    out = list(natural)
+    avail = width - GAP * (len(keep) - 1) - sum(natural[n] for n in range(len(keep)) if n not in text)
+    if not text:
+        return out if avail >= 0 else None
+    floor = {n: max(cell_len(view.cols[keep[n]].name), min(natural[n], TEXT_MIN)) for n in text}
+    if avail < sum(floor.values()):
+        return None
+    for n in text:
+        out[n] = floor[n]
+    spare = avail - sum(floor.values())
+    while spare > 0:  # widen the text columns that still wrap, one column at a time
+        grow = [n for n in text if out[n] < natural[n]]
+        if not grow:
+            break
+        for n in grow:
+            if spare == 0:
+                break
+            out[n] += 1
+            spare -= 1
+    return out
+
+
+def _rich_table(view: View, keep: list[int], widths: list[int]) -> Table:
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for i in keep:
+    for i, w in zip(keep, widths):
         c = view.cols[i]
         if c.kind == "text":
-            t.add_column(c.name, justify=c.justify, overflow="fold", min_width=min(24, max(len(c.name), 8)))
+            t.add_column(c.name, justify=c.justify, overflow="fold", width=w, min_width=w, max_width=w)
         else:
-            t.add_column(c.name, justify=c.justify, no_wrap=True, overflow="ignore")
+            t.add_column(c.name, justify=c.justify, no_wrap=True, overflow="ignore", width=w, min_width=w, max_width=w)
     for row, style in zip(view.rows, view.styles or [None] * len(view.rows)):
         t.add_row(*(escape(row[i]) for i in keep), style=style)
     return t
 
 
-def _fits(console: Console, view: View, keep: list[int], table: Table) -> bool:
-    """Render into a buffer at the console's width; every number, id and path must come out whole."""
+def _layout(console: Console, view: View, keep: list[int]) -> Table | None:
+    """The table of ``keep`` at this width, or None if a number, id or path would be cut."""
+    widths = _widths(view, keep, console.width)
+    if widths is None:
+        return None
+    table = _rich_table(view, keep, widths)
     probe = Console(width=console.width, file=_Null(), record=True, color_system=None, force_terminal=False,
                     highlight=False, legacy_windows=False)
     probe.print(table)
-    text = probe.export_text()
-    lines = text.splitlines()
-    if any(len(line.rstrip()) > console.width for line in lines):
-        return False
-    if any(view.cols[i].name not in text for i in keep if view.cols[i].kind != "text"):
-        return False  # a header was cut
-    for row in view.rows:
-        for i in keep:
-            c, v = view.cols[i], row[i]
-            if c.kind != "text" and v and v not in text:
-                return False
-    return "…" not in text or any("…" in v for row in view.rows for v in row)
+    lines = probe.export_text().splitlines()  # a safety net under the arithmetic: Rich drew it in the width
+    return table if all(len(line.rstrip()) <= console.width for line in lines) else None
 
 
 def blank() -> None:
@@ -236,8 +265,7 @@ def fits(view: View, console: Console | None = None) -> bool:
     console = console or out()
     if not console.is_terminal:
         return True
-    keep = list(range(len(view.cols)))
-    return _fits(console, view, keep, _rich_table(view, keep))
+    return _layout(console, view, list(range(len(view.cols)))) is not None
 
 
 def show(view: View, *, console: Console | None = None, header: bool = True) -> str:
@@ -254,8 +282,8 @@ def show(view: View, *, console: Console | None = None, header: bool = True) -> 
     levels = sorted({c.drop for c in view.cols if c.drop})
     candidates = [all_cols] + [[i for i in all_cols if not view.cols[i].drop or view.cols[i].drop > lv] for lv in levels]
     for n, keep in enumerate(candidates):
-        t = _rich_table(view, keep)
-        if _fits(console, view, keep, t):
+        t = _layout(console, view, keep)
+        if t is not None:
             _title(console, view)
             console.print(t)
             console.print("")

@@ -1,0 +1,174 @@
+"""The command line as a newcomer and a script meet it: --version, -w before the command, the workspace
+inferred from a spec's path, read-only commands that create nothing, `init`, --json, progress lines."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+from typer.testing import CliRunner
+
+import storyengine
+from storyengine.cli import app
+
+CLI = Path(storyengine.__file__).parent / "cli"
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture
+def inited(tmp_path):
+    """`storyengine init` in a fresh folder, with two more episodes added to its spec."""
+    w = tmp_path / "show"
+    r = run("init", w, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    spec = Path(doc["spec"])
+    data = yaml.safe_load(spec.read_text())
+    for n in (2, 3):
+        ep = json.loads(json.dumps(data["episodes"][0]))
+        ep["id"], ep["shots"][0]["id"] = f"episode-{n}", f"opening-{n}"
+        data["episodes"].append(ep)
+    spec.with_name("three.yaml").write_text(yaml.safe_dump({**data, "series": "three"}, sort_keys=False))
+    return w, doc
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout == f"storyengine {storyengine.__version__}\n"
+
+
+def test_init_writes_a_commented_spec_that_plans_cleanly(inited):
+    w, doc = inited
+    assert doc == {"workspace": str(w.resolve()), "spec": str(w.resolve() / "episodes" / "show.yaml"),
+                   "still": str(w.resolve() / "episodes" / "stills" / "opening.png"), "created": True}
+    assert {"characters", "episodes", "renders"} <= set(tree(w))
+    text = Path(doc["spec"]).read_text()
+    assert text.count("#") >= 15 and "storyengine plan episodes/show.yaml" in text
+    r = run("plan", doc["spec"], "--json")  # no -w: the workspace is the folder above episodes/
+    assert r.exit_code == 0 and r.stderr == "", r.output  # no warnings either
+    (plan,) = json.loads(r.stdout)
+    assert (plan["series"], plan["shot_id"], plan["num_frames"], plan["width"], plan["height"]) == ("show", "opening", 96, 640, 360)
+    r = run("render", doc["spec"], "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"spec": doc["spec"], "render": 1, "cached": 0, "shots": [
+        {"episode": "episode-1", "shot": "opening", "action": "render", "why": "never rendered"}]}
+    again = run("init", w)
+    assert again.exit_code == 1 and "show.yaml already exists; pass --name" in again.stderr and again.stdout == ""
+
+
+def test_repeated_options_keep_every_value(inited):
+    w, _ = inited
+    r = run("plan", w / "episodes" / "three.yaml", "-e", "episode-1", "-e", "episode-3", "--json")
+    assert r.exit_code == 0, r.output
+    assert [p["episode_id"] for p in json.loads(r.stdout)] == ["episode-1", "episode-3"]
+
+
+def test_workspace_before_the_command_from_the_environment_and_after(inited, tmp_path, monkeypatch):
+    w, _ = inited
+    monkeypatch.chdir(tmp_path)
+    after = run("character", "list", "-w", w, "--json")
+    before = run("-w", w, "character", "list", "--json")
+    env = run("character", "list", "--json", env={"STORYENGINE_WORKSPACE": str(w)})
+    assert after.exit_code == before.exit_code == env.exit_code == 0, (after.output, before.output, env.output)
+    assert json.loads(after.stdout) == json.loads(before.stdout) == json.loads(env.stdout) == []
+    # the command's own -w wins over the one before it
+    other = tmp_path / "empty"
+    other.mkdir()
+    r = run("-w", w, "character", "list", "-w", other)
+    assert r.exit_code == 1 and f"{other} is not a storyengine workspace" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["report"], ["character", "list"], ["character", "show", "mara"], ["takes", "opening"],
+                                  ["plan", "{spec}"], ["render", "{spec}"], ["render", "{spec}", "--dry-run"],
+                                  ["check", "{spec}", "-c", "mara"]],
+                         ids=lambda a: " ".join(a))
+def test_a_folder_that_is_not_a_workspace_is_left_alone(args, inited, tmp_path, monkeypatch):
+    """Run from the wrong folder (a spec outside any episodes/ folder), every command says so and creates nothing."""
+    w, doc = inited
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(Path(doc["spec"]).read_text())
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    r = run(*[a.replace("{spec}", str(loose)) for a in args])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith(f"error: {empty} is not a storyengine workspace") and "storyengine init" in r.stderr
+    assert r.stdout == "" and tree(empty) == []
+
+
+def test_the_workspace_is_inferred_from_the_spec_path(inited, tmp_path, monkeypatch):
+    w, doc = inited
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    relative = "../" + Path(doc["spec"]).relative_to(tmp_path.resolve()).as_posix()  # ../show/episodes/show.yaml
+    r = run("render", relative, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "1 of 1 shot(s) would render; 0 cached" in r.stdout and tree(empty) == []
+
+
+def test_command_modules_do_not_import_the_app():
+    """app.py imports the command modules; none of them imports app.py (no import circle)."""
+    for path in CLI.glob("*.py"):
+        if path.name in ("app.py", "__init__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import … / from . import …
+                imported = [node.module] if node.module else [a.name for a in node.names]
+                assert "app" not in imported and "__init__" not in imported, path.name
+
+
+def test_piped_progress_is_one_line_per_finished_shot_and_quiet_is_silent():
+    from storyengine.cli import common
+
+    buf = io.StringIO()
+    common.reset()
+    rep = common.LineReporter(Console(file=buf, width=40))
+    rep.start("series", "s: 0/2 shots", 2)
+    rep.start("shot:a", "a generating", 48)
+    for i in range(1, 48):
+        rep.update("shot:a", i)
+    rep.update("series", 1, "s: 1/2 shots  day-1 1/2 · a very long episode summary that must not wrap")
+    rep.update("series", 1, "s: 1/2 shots  (the same count again)")
+    rep.start("stitch", "day-1: stitching", 1)
+    rep.done("stitch")
+    rep.update("series", 2, "s: 2/2 shots")
+    lines = buf.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "s: 1/2 shots  day-1 1/2 · a very long episode summary that must not wrap", "day-1: stitching", "stitched",
+        "s: 2/2 shots"]
+    common.reset(verbosity=-1)
+    with common.progress() as quiet:
+        assert type(quiet).__name__ == "_Silent"
+    common.reset()
+
+
+def test_quiet_and_verbose(inited):
+    w, doc = inited
+    loud = run("plan", doc["spec"])
+    quiet = run("-q", "plan", doc["spec"])
+    assert loud.exit_code == quiet.exit_code == 0 and loud.stdout == quiet.stdout  # results stay
+    r = run("-q", "-v", "plan", doc["spec"])
+    assert r.exit_code == 2 and "--quiet and --verbose exclude each other" in r.stderr
+    r = run("-q", "init", w, "--name", "second")
+    assert r.exit_code == 0 and "next:" not in r.stdout and (w / "episodes" / "second.yaml").is_file()
+
+
+def test_piped_summary_lines_are_never_wrapped(inited):
+    w, doc = inited
+    r = run("init", w, "--name", "a-series-with-a-name-long-enough-to-push-the-line-past-eighty-columns",
+            env={"COLUMNS": "40"})
+    assert r.exit_code == 0, r.output
+    assert any(line.startswith("spec: ") and line.endswith(".yaml") and len(line) > 80 for line in r.stdout.splitlines())
