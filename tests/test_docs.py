@@ -69,3 +69,9 @@ def test_readme_links_resolve():
     assert len(links) >= 10
     for link in links:
         assert (ROOT / link).is_file(), link
+
+
+def test_every_command_takes_json():
+    """Scripts never scrape tables: every command that reports something has --json (verify's is its manifest)."""
+    for name, cmd in _leaves():
+        assert "--json" in [o for p in cmd.params for o in getattr(p, "opts", [])], f"{name} has no --json"

@@ -219,6 +219,7 @@ def character_remove(
     yes: bool = typer.Option(False, "--yes", help="Really delete the character, its photos, vectors and adapters."),
     photo: Optional[int] = typer.Option(None, "--photo", metavar="ID", help="Remove only this photo (id from `character show`)."),
     workspace: Optional[Path] = WorkspaceOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Delete a character (or one of its photos) with its files. Needs --yes.
 
@@ -233,18 +234,25 @@ def character_remove(
         ws, reg, _ = _open(workspace)
         if photo is not None:
             row = remove_photo(reg, ws, handle, photo)
-            say(f"removed photo {photo} ({row['source']}) of {handle}")
+            if as_json:
+                emit_json({"handle": handle, "removed_photo": row})
+            else:
+                say(f"removed photo {photo} ({row['source']}) of {handle}")
             return
         counts = remove_character(reg, ws, handle)
     except StoryEngineError as e:
         fail(e)
+    if as_json:
+        emit_json({"handle": handle, "removed": counts})
+        return
     say(f"removed {handle} ({', '.join(f'{n} {t}' for t, n in counts.items() if n)})")
 
 
 @command(app, "rename")
 def character_rename(old: str = typer.Argument(..., metavar="OLD", help="A registered character."),
                      new: str = typer.Argument(..., metavar="NEW", help="Its new handle."),
-                     workspace: Optional[Path] = WorkspaceOpt) -> None:
+                     workspace: Optional[Path] = WorkspaceOpt,
+                     as_json: bool = JsonOpt) -> None:
     """Rename a character: every registry row, stored path and its folder, in one step.
 
     Example: storyengine character rename mara mara-lee
@@ -256,6 +264,9 @@ def character_rename(old: str = typer.Argument(..., metavar="OLD", help="A regis
         rename_character(reg, ws, old, new)
     except StoryEngineError as e:
         fail(e)
+    if as_json:
+        emit_json({"old": old, "new": new})
+        return
     say(f"renamed {old} to {new}")
 
 
@@ -286,7 +297,8 @@ def character_reembed(handle: str = typer.Argument(..., metavar="HANDLE", help="
 @command(app, "export")
 def character_export(handle: str = typer.Argument(..., metavar="HANDLE", help="A registered character."),
                      out: Path = typer.Argument(..., metavar="ZIP", help="Zip file to write."),
-                     workspace: Optional[Path] = WorkspaceOpt) -> None:
+                     workspace: Optional[Path] = WorkspaceOpt,
+                     as_json: bool = JsonOpt) -> None:
     """Export a character (photos, metadata, vectors, adapters, consent notes) to a zip.
 
     Example: storyengine character export mara mara.zip
@@ -298,6 +310,10 @@ def character_export(handle: str = typer.Argument(..., metavar="HANDLE", help="A
         m = export_character(reg, ws, handle, out)
     except StoryEngineError as e:
         fail(e)
+    if as_json:
+        emit_json({"handle": handle, "zip": str(out), "photos": len(m["photos"]), "vectors": len(m["vectors"]),
+                   "adapters": len(m["adapters"])})
+        return
     say(f"exported {handle} to {out}: {len(m['photos'])} photo(s), {len(m['vectors'])} vector(s), "
         f"{len(m['adapters'])} adapter(s)")
 
@@ -305,7 +321,8 @@ def character_export(handle: str = typer.Argument(..., metavar="HANDLE", help="A
 @command(app, "import")
 def character_import(archive: Path = typer.Argument(..., metavar="ZIP", help="Zip written by `character export`."),
                      as_handle: Optional[str] = typer.Option(None, "--as", metavar="NEW", help="Store under this handle instead."),
-                     workspace: Optional[Path] = WorkspaceOpt) -> None:
+                     workspace: Optional[Path] = WorkspaceOpt,
+                     as_json: bool = JsonOpt) -> None:
     """Import a character exported elsewhere; everything is validated first, a handle clash needs --as NEW.
 
     Example: storyengine character import mara.zip --as mara-2
@@ -317,6 +334,9 @@ def character_import(archive: Path = typer.Argument(..., metavar="ZIP", help="Zi
         handle = import_character(reg, ws, archive, as_handle=as_handle)
     except StoryEngineError as e:
         fail(e)
+    if as_json:
+        emit_json({"handle": handle, "photos": len(reg.photos(handle))})
+        return
     say(f"imported {handle} ({len(reg.photos(handle))} photo(s))")
 
 
@@ -329,6 +349,7 @@ def adapter_add(
     weight: float = typer.Option(1.0, "--weight", help="Default strength, 0 < weight <= 2."),
     rank: Optional[int] = typer.Option(None, "--rank", min=1, help="LoRA rank (read from the tensors if not given)."),
     workspace: Optional[Path] = WorkspaceOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Store a LoRA adapter for a character, with its sha256, base model and trigger word.
 
@@ -341,13 +362,17 @@ def adapter_add(
         row = add_adapter(reg, ws, handle, file, base=base, trigger=trigger, weight=weight, rank=rank)
     except StoryEngineError as e:
         fail(e)
+    if as_json:
+        emit_json(row)
+        return
     say(f"added adapter {row['name']} to {handle} (rank {row['rank']}, sha256 {row['sha256'][:12]})")
 
 
 @command(adapter_app, "remove")
 def adapter_remove(handle: str = typer.Argument(..., metavar="HANDLE", help="A registered character."),
                    adapter: str = typer.Argument(..., metavar="ADAPTER", help="Adapter id or name."),
-                   workspace: Optional[Path] = WorkspaceOpt) -> None:
+                   workspace: Optional[Path] = WorkspaceOpt,
+                   as_json: bool = JsonOpt) -> None:
     """Remove an adapter and its file.
 
     Example: storyengine character adapter remove mara 2
@@ -359,4 +384,7 @@ def adapter_remove(handle: str = typer.Argument(..., metavar="HANDLE", help="A r
         row = remove_adapter(reg, ws, handle, adapter)
     except StoryEngineError as e:
         fail(e)
+    if as_json:
+        emit_json(row)
+        return
     say(f"removed adapter {row.get('name') or row['id']} of {handle}")
