@@ -149,6 +149,14 @@ def test_piped_progress_is_one_line_per_finished_shot_and_quiet_is_silent():
     assert [line.split("] ", 1)[1] for line in lines] == [
         "s: 1/2 shots  day-1 1/2 · a very long episode summary that must not wrap", "day-1: stitching", "stitched",
         "s: 2/2 shots"]
+    common.reset(verbosity=1)  # --verbose: a line per shot stage too, even on a terminal
+    buf = io.StringIO()
+    rep = common.LineReporter(Console(file=buf, width=40))
+    rep.start("shot:a", "a generating", 48)
+    rep.start("shot:a", "a checking", 48)
+    assert [line.split("] ", 1)[1] for line in buf.getvalue().splitlines()] == ["a generating", "a checking"]
+    with common.progress() as lines:
+        assert isinstance(lines, common.LineReporter)
     common.reset(verbosity=-1)
     with common.progress() as quiet:
         assert type(quiet).__name__ == "_Silent"

@@ -32,7 +32,7 @@ def root(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", env
                                                   show_default=False,
                                                   help="Workspace folder for every command (a command's own -w wins)."),
          quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors: no progress, no summary lines."),
-         verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail: every shot's stages, log messages."),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="Progress as lines (kept in the scrollback), one per shot stage too, instead of bars."),
          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")) -> None:
     """Recurring characters from a few photos, extended into consistent clips and episodes.
@@ -43,10 +43,6 @@ def root(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", env
         err().print("[bold red]error:[/] --quiet and --verbose exclude each other", highlight=False)
         raise typer.Exit(2)
     reset(workspace, -1 if quiet else 1 if verbose else 0)
-    if verbose:
-        import logging
-
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
 
 app.add_typer(characters.app, name="character")

@@ -141,12 +141,13 @@ def character_list(workspace: Optional[Path] = WorkspaceOpt, as_json: bool = Jso
         info("no characters yet: storyengine character add HANDLE PHOTO... (or --from CARD)")
 
 
-def show_views(data: dict) -> list[View]:
-    """The photos, identity and adapters tables of `character show`."""
+def show_views(data: dict, full: bool = False) -> list[View]:
+    """The photos, identity and adapters tables of `character show` (``full``: whole sha256, for pipes)."""
+    sha = (lambda h: h) if full else (lambda h: h[:12])
     photos = View("photos", [Col("id", "num"), Col("photo", "path"), Col("source", "path"), Col("size", "num", drop=2),
                              Col("sha256"), Col("consent", "text", drop=1), Col("licence", "text", drop=1)])
     for p in data["photos"]:
-        photos.add(p["id"], p["path"], p["source"], f"{p['width']}x{p['height']}", p["sha256"][:12],
+        photos.add(p["id"], p["path"], p["source"], f"{p['width']}x{p['height']}", sha(p["sha256"]),
                    p["consent"] or "—", p["licence"] or "—")
     ident = View("identity", [Col("encoder"), Col("version"), Col("n", "num"), Col("max pairwise dist", "num"),
                               Col("mean pairwise dist", "num", drop=1), Col("bound (similarity)", "num"),
@@ -160,7 +161,7 @@ def show_views(data: dict) -> list[View]:
                                Col("rank", "num"), Col("steps", "num", drop=1), Col("sha256", drop=1)])
         for a in data["adapters"]:
             ad.add(a["id"], a.get("name") or "", a["base"], a["trigger"], f"{a['weight']:g}", a["rank"], a.get("steps"),
-                   a["sha256"][:12])
+                   sha(a["sha256"]))
         views.append(ad)
     return views
 
@@ -206,7 +207,7 @@ def character_show(
         return
     say(f"{c['name']} ({handle}, {c['kind']})  {c['description'] or ''}".rstrip())
     say(f"consent: {c['consent'] or '—'}   licence: {c['licence'] or '—'}")
-    for v in show_views(data):
+    for v in show_views(data, full=not out().is_terminal):
         blank()
         if not out().is_terminal:
             say(f"# {v.title}")

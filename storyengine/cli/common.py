@@ -486,12 +486,12 @@ class _Silent:
 
 @contextmanager
 def progress() -> Iterator[Any]:
-    """A render Reporter: bars on a terminal, one line per finished shot when stderr is piped, nothing
-    under ``--quiet``. Bars appear with their first task, so a command that fails early prints its error alone."""
+    """A render Reporter: bars on a terminal, one line per finished shot when stderr is piped or under
+    ``--verbose`` (which adds a line per shot stage), nothing under ``--quiet``. Bars appear with their first task, so a command that fails early prints its error alone."""
     if quiet():
         yield _Silent()
         return
-    if not err().is_terminal:
+    if verbose() or not err().is_terminal:
         yield LineReporter()
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
