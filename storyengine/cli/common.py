@@ -322,7 +322,10 @@ def open_workspace(explicit: Optional[Path] = None, *, spec: Optional[Path] = No
 
 
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", metavar="DIR", show_default=False,
-                            help="Workspace folder (default: -w before the command, else the one holding the spec, else .).")
+                            help="Workspace folder (default: -w before the command, else the current folder).")
+SpecWorkspaceOpt = typer.Option(None, "--workspace", "-w", metavar="DIR", show_default=False,
+                                help="Workspace folder (default: -w before the command, else the folder holding the "
+                                     "spec's episodes/, else the current folder).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts (fields: docs/cli.md).")
 
 
@@ -395,7 +398,9 @@ def _tidy_params(params: Sequence[Any]) -> None:
         if (lo is not None or hi is not None) and not getattr(p, "count", False):
             words = _range_words(lo, hi)
             if p.help and words not in p.help:
-                p.help = f"{p.help} ({words})"
+                h = p.help
+                p.help = f"{h[:-2]}; {words})." if h.endswith(").") else f"{h[:-1]} ({words})." if h.endswith(".") \
+                    else f"{h} ({words})"
             p._get_number_range_help_str = lambda: None
 
 

@@ -9,7 +9,7 @@ from typing import List, Literal, Optional
 import typer
 
 from ..errors import StoryEngineError
-from .common import Col, JsonOpt, View, WorkspaceOpt, command, commands, emit_json, fail, info, open_workspace, \
+from .common import Col, JsonOpt, SpecWorkspaceOpt, View, command, commands, emit_json, fail, info, open_workspace, \
     progress, say, show, warn
 
 app = commands()
@@ -34,7 +34,7 @@ def plan_view(title: str, plans: list) -> View:
 @command(app, "plan")
 def plan_cmd(spec: Path = SpecArg,
              episode: Optional[List[str]] = EpisodeOpt,
-             workspace: Optional[Path] = WorkspaceOpt,
+             workspace: Optional[Path] = SpecWorkspaceOpt,
              as_json: bool = JsonOpt) -> None:
     """Print the resolved shot plans (stills, characters, seeds, frames, conditioning) without rendering.
 
@@ -111,7 +111,7 @@ def render_cmd(spec: Path = SpecArg,
                gpus_per_shot: float = typer.Option(1.0, "--gpus-per-shot", min=0.0, metavar="GPUS",
                                                    help="GPUs each Ray shot task reserves (0: CPUs)."),
                workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Most back-end actors on Ray (default: one per GPU)."),
-               workspace: Optional[Path] = WorkspaceOpt,
+               workspace: Optional[Path] = SpecWorkspaceOpt,
                as_json: bool = JsonOpt) -> None:
     """Render a series: generate every shot, check identity, retry drifted takes, stitch episodes, write report.json.
 
