@@ -180,3 +180,24 @@ def test_piped_summary_lines_are_never_wrapped(inited):
             env={"COLUMNS": "40"})
     assert r.exit_code == 0, r.output
     assert any(line.startswith("spec: ") and line.endswith(".yaml") and len(line) > 80 for line in r.stdout.splitlines())
+
+
+def test_render_json_then_a_cached_rerun(inited):
+    """`render --json` on the init template (made small): one shot accepted and stitched; the re-run renders nothing."""
+    w, doc = inited
+    spec = Path(doc["spec"])
+    spec.write_text(spec.read_text().replace("width: 640 ", "width: 160 ").replace("height: 360", "height: 96")
+                    .replace("duration: 4.0 ", "duration: 1.0 "))
+    first = run("render", spec, "--json")
+    assert first.exit_code == 0, first.output
+    a = json.loads(first.stdout)
+    assert (a["series"], a["accepted"], a["total"], a["takes"]) == ("show", 1, 1, {"generated": 1, "cached": 0})
+    (shot,) = a["shots"]
+    assert (shot["episode"], shot["shot"], shot["verdict"], shot["takes"]) == ("episode-1", "opening", "accept", 1)
+    (ep,) = a["episodes"]
+    assert Path(ep["path"]).is_file() and ep["used"] == ["opening"] and ep["rejected"] == [] and not ep["reused"]
+    assert ep["duration"] == pytest.approx(1.0 + 2.0 - 0.75, abs=0.05)  # title card 2 s, crossfade 0.75 s
+    assert Path(a["report"]).is_file() and json.loads(Path(a["report"]).read_text())["series"] == "show"
+    assert any(line.endswith("show: 1/1 shots  episode-1 1/1") for line in first.stderr.splitlines())
+    again = json.loads(run("render", spec, "--json").stdout)
+    assert again["takes"] == {"generated": 0, "cached": 1} and again["episodes"][0]["reused"]
