@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NoReturn, Optional, Sequence
+from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 import typer
 from rich import box
@@ -203,7 +203,7 @@ def _rich_table(view: View, keep: list[int], widths: list[int]) -> Table:
         if c.kind == "text":
             t.add_column(c.name, justify=c.justify, overflow="fold", width=w, min_width=w, max_width=w)
         else:
-            t.add_column(c.name, justify=c.justify, no_wrap=True, overflow="ignore", width=w, min_width=w, max_width=w)
+            t.add_column(c.name, justify=c.justify, no_wrap=True, width=w, min_width=w, max_width=w)  # w fits every value
     for row, style in zip(view.rows, view.styles or [None] * len(view.rows)):
         t.add_row(*(escape(row[i]) for i in keep), style=style)
     return t
@@ -454,10 +454,6 @@ def commands() -> typer.Typer:
 
 def command(t: typer.Typer, name: str, **kw: Any):
     return t.command(name, cls=Command, rich_help_panel=None, **kw)
-
-
-def iter_rows(rows: Iterable[dict], keys: Sequence[str]) -> list[list[str]]:
-    return [[str(r.get(k, "")) for k in keys] for r in rows]
 
 
 class RichReporter:

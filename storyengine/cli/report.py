@@ -8,7 +8,7 @@ from typing import List, Literal, Optional
 import typer
 
 from ..errors import StoryEngineError
-from .common import Col, JsonOpt, View, WorkspaceOpt, blank, command, commands, emit_json, fail, fits, info, \
+from .common import Col, View, WorkspaceOpt, blank, command, commands, emit_json, fail, fits, info, \
     open_workspace, piped, say, show, warn
 
 app = commands()
