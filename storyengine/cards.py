@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import SpecError
+from .errors import SpecError, UnsafePathError
 from .workspace import check_handle
 
 KINDS = ("person", "pet", "object", "drawn")
@@ -70,8 +70,10 @@ class CharacterCard(BaseModel):
     @field_validator("handle")
     @classmethod
     def _handle(cls, v: str) -> str:
-        check_handle(v)
-        return v
+        try:
+            return check_handle(v)
+        except UnsafePathError as e:  # as a ValueError pydantic reports it with the card's line
+            raise ValueError(str(e)) from None
 
 
 def load_card(path: str | Path) -> CharacterCard:

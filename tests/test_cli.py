@@ -201,3 +201,28 @@ def test_render_json_then_a_cached_rerun(inited):
     assert any(line.endswith("show: 1/1 shots  episode-1 1/1") for line in first.stderr.splitlines())
     again = json.loads(run("render", spec, "--json").stdout)
     assert again["takes"] == {"generated": 0, "cached": 1} and again["episodes"][0]["reused"]
+
+
+def test_a_card_and_handle_or_flags_exclude_each_other(tmp_path):
+    card = Path(__file__).resolve().parents[1] / "characters" / "mara.yaml"
+    r = run("character", "add", "--from", card, "mara", "-w", tmp_path)
+    assert r.exit_code == 1 and "either --from CARD or HANDLE PHOTO..., not both" in r.stderr
+    r = run("character", "add", "--from", card, "--name", "Other", "--consent", "x", "-w", tmp_path)
+    assert r.exit_code == 1 and "--name, --consent: the card" in r.stderr and tree(tmp_path) == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("handle: Mara!\nphotos:\n  - source: skimage:astronaut\n    crop: [10, 10, 5, 5]\n")
+    r = run("character", "add", "--from", bad, "-w", tmp_path / "ws")
+    assert r.exit_code == 1 and f"{bad}:1: handle:" in r.stderr and f"{bad}:4: photos.0.crop:" in r.stderr
+    assert not (tmp_path / "ws").exists()  # a bad card is refused before the workspace is made
+
+
+def test_nested_spec_folders_find_their_workspace(inited, tmp_path, monkeypatch):
+    w, doc = inited
+    nested = w / "episodes" / "season-1"
+    nested.mkdir()
+    text = Path(doc["spec"]).read_text().replace("still: stills/opening.png", "still: ../stills/opening.png")
+    (nested / "show.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    r = run("plan", nested / "show.yaml", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["still"] == str(w.resolve() / "episodes" / "stills" / "opening.png")

@@ -64,6 +64,10 @@ def character_add(
         if card is not None:
             if handle or photos:
                 raise StoryEngineError("give either --from CARD or HANDLE PHOTO..., not both")
+            given = [f"--{k}" for k, v in (("name", name), ("description", description), ("consent", consent),
+                                             ("licence", licence)) if v]
+            if given:
+                raise StoryEngineError(f"{', '.join(given)}: the card {card} says these; edit the card instead")
             from ..cards import load_card, write_card_photos
 
             c = load_card(card)

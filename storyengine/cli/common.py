@@ -306,10 +306,8 @@ def open_workspace(explicit: Optional[Path] = None, *, spec: Optional[Path] = No
 
     root = explicit or STATE.workspace
     given = root is not None
-    if root is None and spec is not None:
-        parent = Path(spec).expanduser().resolve().parent
-        if parent.name == "episodes" and is_workspace(parent.parent):
-            root = parent.parent
+    if root is None and spec is not None:  # W/episodes/x.yaml or W/episodes/season-1/x.yaml -> W
+        root = next((d.parent for d in Path(spec).expanduser().resolve().parents if d.name == "episodes"), None)
     root = Path(root if root is not None else ".")
     ws = Workspace.at(root)
     if is_workspace(ws.root):

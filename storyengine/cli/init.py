@@ -76,7 +76,7 @@ def init_cmd(directory: Optional[Path] = typer.Argument(None, metavar="DIR", hel
 
     Example: storyengine init my-show && storyengine plan my-show/episodes/my-show.yaml
     """
-    from ..workspace import Workspace
+    from ..workspace import Workspace, atomic_path
 
     root = directory or STATE.workspace or Path(".")
     try:
@@ -91,7 +91,8 @@ def init_cmd(directory: Optional[Path] = typer.Argument(None, metavar="DIR", hel
         if not still.exists():
             _placeholder_still(still)
         title = series.replace("-", " ").replace("_", " ").title()
-        spec.write_text(TEMPLATE.format(name=series, pad=" " * max(1, 22 - len(series)), title=title), encoding="utf-8")
+        with atomic_path(spec) as tmp:
+            tmp.write_text(TEMPLATE.format(name=series, pad=" " * max(1, 22 - len(series)), title=title), encoding="utf-8")
     except (StoryEngineError, OSError) as e:
         fail(e)
     if as_json:
