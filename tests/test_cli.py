@@ -226,3 +226,33 @@ def test_nested_spec_folders_find_their_workspace(inited, tmp_path, monkeypatch)
     r = run("plan", nested / "show.yaml", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)[0]["still"] == str(w.resolve() / "episodes" / "stills" / "opening.png")
+
+
+def test_card_photo_sources_files_and_derivations(tmp_path):
+    """A card's photo: a file beside the card, cropped, mirrored and relit in that order; errors name card and field."""
+    import numpy as np
+    from PIL import Image
+
+    from storyengine.cards import card_images, load_card
+    from storyengine.errors import SpecError
+
+    rgb = np.arange(40 * 30 * 3, dtype=np.uint32).reshape(30, 40, 3).astype(np.uint8)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "photos" / "p.png")
+    card = tmp_path / "pip.yaml"
+    card.write_text("handle: pip\nkind: pet\nphotos:\n  - source: photos/p.png\n"
+                    "  - {source: photos/p.png, crop: [5, 2, 25, 12], flip: true, tint: [1.0, 0.5, 2.0], gain: 1.5, offset: -3}\n")
+    plain, derived = card_images(load_card(card), card)
+    assert np.array_equal(plain, rgb)
+    want = np.clip(rgb[2:12, 5:25][:, ::-1].astype(np.float32) * np.array([1.0, 0.5, 2.0]) * 1.5 - 3, 0, 255).astype(np.uint8)
+    assert derived.shape == (10, 20, 3) and np.array_equal(derived, want)
+    card.write_text("handle: pip\nphotos:\n  - {source: photos/p.png, crop: [0, 0, 41, 30]}\n")
+    with pytest.raises(SpecError, match=r"pip.yaml: photos.0: crop \[0, 0, 41, 30\] reaches outside the 40x30 image"):
+        card_images(load_card(card), card)
+    card.write_text("handle: pip\nphotos:\n  - source: photos/missing.png\n")
+    with pytest.raises(SpecError, match=r"photo not found: .*photos/missing.png"):
+        card_images(load_card(card), card)
+    card.write_text("handle: pip\nphotos: []\nlicense: typo\n")
+    with pytest.raises(SpecError) as e:
+        load_card(card)
+    assert "pip.yaml:2: photos: List should have at least 1 item" in str(e.value) and "pip.yaml:3: license: Extra inputs" in str(e.value)
