@@ -34,7 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import SpecError, UnsafePathError
 from .workspace import check_handle
 
-KINDS = ("person", "pet", "object", "drawn")
 PACKAGE_IMAGES = ("skimage:astronaut", "skimage:chelsea", "skimage:coffee", "matplotlib:grace_hopper.jpg")
 
 
@@ -61,7 +60,7 @@ class CharacterCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
     handle: str
     name: str = ""
-    kind: Literal["person", "pet", "object", "drawn"] = "person"
+    kind: Literal["person", "pet", "object", "drawn"] = "person"  # register.KINDS (tests/test_errors_matrix.py keeps them equal)
     description: str = ""
     consent: str = ""
     licence: str = ""

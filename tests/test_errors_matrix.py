@@ -258,7 +258,12 @@ def test_14_unknown_kind(w, src):
 
     with pytest.raises(StoryEngineError, match="kind 'robot' is not one of person, pet, object, drawn"):
         register_character(Registry.open(w), w, "zoe", [src / "p1.png"], kind="robot")
-    assert KINDS == ("person", "pet", "object", "drawn")  # the CLI's choices (storyengine.cli.characters.Kind)
+    from typing import get_args
+
+    from storyengine.cards import CharacterCard
+    from storyengine.cli.characters import Kind
+
+    assert get_args(Kind) == get_args(CharacterCard.model_fields["kind"].annotation) == KINDS  # one list of kinds
 
 
 def test_15_unknown_handle_for_add_photos(w, src):

@@ -17,7 +17,7 @@ adapter_app = typer_app("LoRA adapters of a character (safetensors only).\n\n"
                         "Example: storyengine character adapter add mara mara.safetensors --base wan --trigger mara")
 app.add_typer(adapter_app, name="adapter")
 
-Kind = Literal["person", "pet", "object", "drawn"]  # storyengine.register.KINDS (a test keeps them equal)
+Kind = Literal["person", "pet", "object", "drawn"]  # storyengine.register.KINDS (tests/test_errors_matrix.py keeps them equal)
 
 
 def _open(workspace: Optional[Path], create: bool = False):
