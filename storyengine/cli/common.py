@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, Optional, Sequence
+from typing import Any, Iterator, Literal, NoReturn, Optional, Sequence
 
 import typer
 from rich import box
@@ -294,13 +294,14 @@ def show(view: View, *, console: Console | None = None, header: bool = True) -> 
 
 
 # ------------------------------------------------------------------ workspace
-def open_workspace(explicit: Optional[Path] = None, *, spec: Optional[Path] = None, create: bool = False):
-    """The workspace a command works in, and whether anything may be created there.
+def open_workspace(explicit: Optional[Path] = None, *, spec: Optional[Path] = None,
+                   create: bool | Literal["explicit"] = False):
+    """The workspace a command works in; raises StoryEngineError for a folder that is not one.
 
     Order: ``-w`` after the subcommand, ``-w`` before it (or STORYENGINE_WORKSPACE), the folder above a
     spec's ``episodes/`` folder (``W/episodes/x.yaml`` -> ``W``), the current folder. A folder that is
-    not a workspace is refused unless ``create`` (``character add``, ``init``, ``demo``, or ``render`` with
-    an explicit ``-w``), so a command run from the wrong folder never leaves a skeleton there.
+    not a workspace is refused unless ``create`` is True (``character add``, ``demo``) or ``"explicit"`` and
+    ``-w`` named it (``render``), so a command run from the wrong folder never leaves a skeleton there.
     """
     from ..workspace import Workspace, is_workspace
 
