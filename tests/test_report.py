@@ -214,13 +214,15 @@ def _whole_values(week):
     plans = run("plan", spec, "-w", week.root, "--json")
     plan = {v for p in plans for v in (p["episode_id"], p["shot_id"], str(p["seed"]), str(p["num_frames"]),
                                        Path(p["still"]).name)}
+    dry = run("render", spec, "-w", week.root, "--dry-run", "--json")
+    dry_run = {v for r in dry["shots"] for v in (r["episode"], r["shot"], r["action"])}
     clip = week.renders / "week" / "takes" / "d2-evening.mp4"
     chk = run("check", clip, "-c", "mara", "-w", week.root, "--json")
     check = {chk["verdict"]} | {v for s in chk["summary"] for v in (
         s["handle"], str(s["frames_scored"]), str(s["frames_drifted"]), f(s["mean"]), f(s["min"]), f(s["bound"]))}
     return {("report", "week"): report, ("takes", "d2-evening"): takes, ("character", "show", "mara"): character,
             ("character", "list"): {"mara", "Mara", "person", str(len(show["photos"]))},
-            ("plan", spec): plan, ("check", clip, "-c", "mara"): check}
+            ("plan", spec): plan, ("render", spec, "--dry-run"): dry_run, ("check", clip, "-c", "mara"): check}
 
 
 @pytest.fixture(scope="module")
