@@ -301,7 +301,10 @@ class FrameScore(_Strict):
     box: tuple[int, int, int, int] | None = None
     drifted: bool = False
     centroid: float | None = None  # similarity to the centroid of the registered vectors
-    source: Literal["detected", "tracked", "reused"] | None = None  # how the face/subject was found in full mode
+    # how the face/subject was found in full mode; "reverified": a tracked/reused score below the bound,
+    # detected and embedded again from scratch before it counted (issue 15)
+    source: Literal["detected", "tracked", "reused", "reverified"] | None = None
+    lookalike: str | None = None  # a cohort identity at least as similar as the character's own references (issue 15)
 
 
 class CharacterSummary(_Strict):
