@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .cli import WorkspaceOpt, _fail, _ws, app, console
+from .cli import WorkspaceOpt, _fail, _ws, console
 from .errors import StoryEngineError
 
 
@@ -35,11 +35,12 @@ def shot_takes(reg, shot: str, series: str | None = None, run_id: int | None = N
         out.append({"run": t["run_id"], "take": t["take"], "seed": t["seed"], "mood": t.get("mood") or "",
                     "decision": t["decision"], "score": round(min(means), 4) if means else None,
                     "used": bool(t.get("used")), "frames": t["num_frames"], "keep": [t["keep_start"], t["keep_end"]],
-                    "path": t["path"], "reason": t["reason"]})
+                    "path": t["path"], "reason": t["reason"],
+                    "human": json.loads(t["human"]) if t.get("human") else None})  # the creator's decision (issue 15)
     return out
 
 
-@app.command("takes")
+# registered by cli_takes as `storyengine takes [list] SHOT` (the `takes` group, issue 15)
 def takes_cmd(shot: str = typer.Argument(..., help="Shot id."),
               series: Optional[str] = typer.Option(None, "--series", "-s", help="Series name (when shot ids repeat across series)."),
               workspace: Path = WorkspaceOpt,
@@ -54,10 +55,12 @@ def takes_cmd(shot: str = typer.Argument(..., help="Shot id."),
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    t = Table("", "take", "seed", "mood", "verdict", "score", "kept frames", "file", title=f"takes of {shot} (run {rows[0]['run']})")
+    t = Table("", "take", "seed", "mood", "verdict", "score", "kept frames", "creator", "file", title=f"takes of {shot} (run {rows[0]['run']})")
     for r in rows:
+        h = r.get("human")
         t.add_row("★" if r["used"] else "", str(r["take"]), str(r["seed"]), r["mood"] or "-", r["decision"],
-                  "-" if r["score"] is None else f"{r['score']:.3f}", f"{r['keep'][0]}–{r['keep'][1]}", r["path"])
+                  "-" if r["score"] is None else f"{r['score']:.3f}", f"{r['keep'][0]}–{r['keep'][1]}",
+                  f"{h['action']}{': ' + h['reason'] if h.get('reason') else ''}" if h else "-", r["path"])
     console.print(t)
     if not any(r["used"] for r in rows):
         console.print("no take of this shot is in the episode (every take was rejected)")

@@ -112,7 +112,8 @@ def check_json(video: Path, res) -> dict:
     v = res.verdict
     return {"video": str(video), "mode": v.mode, "fps": res.fps, "frames_total": res.num_frames, "cached": res.cached,
             "frames": [{"index": s.index, "time": s.time, "character": s.character, "encoder": s.encoder,
-                        "similarity": s.similarity, "centroid": s.centroid, "drifted": s.drifted, "source": s.source}
+                        "similarity": s.similarity, "centroid": s.centroid, "drifted": s.drifted, "source": s.source,
+                        "lookalike": s.lookalike}
                        for s in res.scores],
             "summary": [s.model_dump(exclude={"mean_vector"}) for s in v.summaries],
             "flicker": v.flicker, "findings": v.findings,
@@ -127,7 +128,11 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
               min_duration: Optional[float] = typer.Option(None, "--min-duration", help="Shortest clip a trim may keep, seconds (default 60%)."),
               workspace: Path = WorkspaceOpt,
               as_json: bool = typer.Option(False, "--json", help="Print frames, summaries and verdict as JSON.")) -> None:
-    """Score a clip against registered characters and print the verdict the renderer would take."""
+    """Score a clip against registered characters and print the verdict the renderer would take.
+
+    Exit code: 0 accept, 1 trim (the kept frames are printed), 2 reject, 3 error (issue 15).
+    """
+    from . import cohort
     from .consistency import check, references_for
     from .registry import Registry
     from .settings import Settings
@@ -137,6 +142,7 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
         settings = Settings.load(ws.root, check_mode=mode, bound=bound)
         reg = Registry.open(ws)
         refs = [r for h in dict.fromkeys(character) for r in references_for(reg, h, bound=settings.bound)]
+        refs = cohort.attach(reg, refs, background=settings.cohort_background)  # lookalikes: every other character
         min_frames = None
         if min_duration is not None:
             from . import media
@@ -144,11 +150,12 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
             min_frames = max(1, round(min_duration * (media.fps_of(media.video_stream(media.probe(video), video)) or 24.0)))
         res = check(video, refs, settings=settings, min_frames=min_frames, reg=reg)
     except StoryEngineError as e:
-        _fail(e)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(CHECK_EXIT["error"])  # not 1: that is a trim
     verdict = res.verdict
     if as_json:
         sys.stdout.write(json.dumps(check_json(video, res), indent=2) + "\n")
-        return
+        raise typer.Exit(CHECK_EXIT[verdict.decision])
     f = lambda v: "—" if v is None else f"{v:.3f}"
     t = Table("character", "encoder", "scored", "unknown", "drifted", "mean", "min", "p5", "centroid", "subj.", "bound",
               title=f"{video} ({verdict.mode} mode{', cached' if res.cached else ''})")
@@ -160,3 +167,10 @@ def check_cmd(video: Path = typer.Argument(..., help="A video file (from storyen
     for line in verdict.findings:
         console.print(f"finding: {escape(line)}", highlight=False)
     console.print(f"verdict: [bold]{verdict.decision}[/] — {escape(verdict.reason)}", highlight=False)
+    if verdict.decision == "trim":
+        console.print(f"kept: frames {verdict.keep_start}–{verdict.keep_end - 1} ({verdict.keep_start / res.fps:.2f}–"
+                      f"{verdict.keep_end / res.fps:.2f} s)", highlight=False)
+    raise typer.Exit(CHECK_EXIT[verdict.decision])
+
+
+CHECK_EXIT = {"accept": 0, "trim": 1, "reject": 2, "retry": 2, "error": 3}  # `storyengine check` exit codes

@@ -135,6 +135,7 @@ class ShotForEpisode:
     reason: str = ""
     mood: str = ""
     last_path: Path | None = None
+    human: dict | None = None  # the creator's decision on the take used (storyengine.decisions), for the manifest
 
 
 def assemble(spec: SeriesSpec, ep: EpisodeSpec, spec_path: Path, ws: Workspace, shots: list[ShotForEpisode],
@@ -174,7 +175,10 @@ def assemble(spec: SeriesSpec, ep: EpisodeSpec, spec_path: Path, ws: Workspace, 
         used = [r for r in shots if r.path is not None]
         sign_episode(out_path, credential=credential, clips=[s.path for s in segments], disclosure=disclosure,
                      title=ep.title or ep.id, clip_titles=[take_title(r.shot_id, r.path) for r in used],
-                     left_out=[r.shot_id for r in shots if r.path is None])
+                     left_out=[r.shot_id for r in shots if r.path is None],
+                     human_decisions=[{"shot": r.shot_id, "take": r.human["take"], "action": r.human["action"],
+                                       "reason": r.human.get("reason") or "", "at": r.human.get("at"),
+                                       "source": r.human.get("source")} for r in used if r.human])
     return info
 
 

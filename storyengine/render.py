@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import plugins
+from . import cohort, decisions, plugins
 from .backends.base import VideoBackend
 from .cache import TakeCache, digest, file_sha256, take_key
 from .consistency import references_for
@@ -87,7 +87,8 @@ def _episode_key(spec: SeriesSpec, ep: Any, spec_path: Path, results: list[ShotR
     shots = [{"shot": r.plan.shot_id, "take": r.takes[r.chosen].cache_key if r.chosen is not None else None,
               "keep": [r.verdict.keep_start, r.verdict.keep_end], "verdict": r.verdict.decision,
               "reason": r.verdict.reason if r.chosen is None else "", "mood": r.mood,
-              "last": r.takes[-1].cache_key if r.takes else None} for r in results]
+              "last": r.takes[-1].cache_key if r.takes else None,
+              "human": r.takes[r.chosen].human if r.chosen is not None else None} for r in results]
     s = {k: getattr(settings, k, None) for k in ("crf", "preset", "disclosure", "disclosure_text", "sign", "copy_when_possible")}
     return digest({"v": EPISODE_KEY_VERSION, "episode": ep.model_dump(mode="json"), "shots": shots, "files": files,
                    "series": {"fps": spec.fps, "width": spec.width, "height": spec.height, "seed": spec.seed,
@@ -107,11 +108,22 @@ class DryRunShot:
     why: str
 
 
+def _take_with_mood(plan: ShotPlan, k: int) -> ShotPlan:
+    """Take ``k`` (0 = first) of a shot with its mood's back-end options (what produce_shot keys it by)."""
+    from .finishing import mood_options
+
+    p = take_plan(plan, k)
+    if plan.moods:
+        mood = plan.moods[k % len(plan.moods)]
+        p = p.model_copy(update={"backend_options": mood_options(mood, plan.backend, p.backend_options)})
+    return p
+
+
 def _why_changed(plan: ShotPlan, backend: Any, settings: Settings, key: str, reg: Registry) -> str:
-    """Compare a shot's first-take key inputs with the last recorded take of the same shot."""
+    """Compare a shot's take key inputs (``plan`` is the take's plan) with the last recorded same take of the shot."""
     row = next(iter(reg.db.query(
-        "select cache_key from takes where series = ? and shot_id = ? and take = 1 and cache_key is not null "
-        "order by id desc limit 1", [plan.series, plan.shot_id])), None)
+        "select cache_key from takes where series = ? and shot_id = ? and take = ? and cache_key is not null "
+        "order by id desc limit 1", [plan.series, plan.shot_id, plan.take + 1])), None)
     if row is None:
         return "never rendered"
     from .cache import key_parts
@@ -130,7 +142,7 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
     settings = settings or Settings.load(ws.root)
     spec = load_series(spec_path)
     reg = Registry.open(ws)
-    plans = plan_series(spec, spec_path, reg, ws, episodes=episodes)
+    plans = decisions.apply(reg, plan_series(spec, spec_path, reg, ws, episodes=episodes))  # the creator's take choices
     backend = backend or plugins.backend_class(spec.backend)(spec.backend_options)
     cache = TakeCache(ws.series_dir(spec.series) / "cache")
     out: list[DryRunShot] = []
@@ -143,13 +155,14 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
                                   f"{' (its predecessor is cached)' if cached else ''}"))
             status[plan.shot_id] = "after"
             continue
-        p0 = take_plan(plan, 0)
+        k = (plan.pinned_take or 1) - 1  # a pinned take (spec `take: N` or `takes use`) is the one the render reads
+        p0 = _take_with_mood(plan, k)  # the mood's options are part of the take's key, as in produce_shot
         key = take_key(p0, backend, take_crf=settings.take_crf)
         if cache.get(key) is not None:
-            out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take 1 cached ({key[:12]})"))
+            out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take {k + 1} cached ({key[:12]})"))
             status[plan.shot_id] = "cached"
         else:
-            out.append(DryRunShot(plan.episode_id, plan.shot_id, "render", _why_changed(plan, backend, settings, key, reg)))
+            out.append(DryRunShot(plan.episode_id, plan.shot_id, "render", _why_changed(p0, backend, settings, key, reg)))
             status[plan.shot_id] = "render"
     reg.close()
     return out
@@ -184,7 +197,7 @@ def render_series(
     spec = load_series(spec_path)
     reg = Registry.open(ws)
     try:
-        plans = plan_series(spec, spec_path, reg, ws, episodes=episodes)
+        plans = decisions.apply(reg, plan_series(spec, spec_path, reg, ws, episodes=episodes))  # the creator's take choices
         check_files(spec, spec_path, ws)  # LUTs and sound files exist inside the workspace
         out_dir = ws.series_dir(spec.series)
         if out_dir.exists() and not out_dir.is_dir():
@@ -192,6 +205,9 @@ def render_series(
         refs = []
         for h in sorted({c.handle for p in plans for c in p.characters}):
             refs += references_for(reg, h, bound=settings.bound)
+        # lookalikes (issue 15): every face is also compared with the series' other characters and a background set
+        refs = cohort.attach(reg, refs, sorted({h for e in spec.episodes for sh in e.shots for h in sh.characters}),
+                             background=settings.cohort_background)
         if executor is None:
             executor = LocalExecutor(backend or plugins.backend_class(spec.backend)(spec.backend_options))
         credential = credential_for(settings) if settings.sign else None
@@ -234,7 +250,8 @@ def _run(ws: Workspace, spec: SeriesSpec, spec_path: Path, plans: list[ShotPlan]
         else:
             reporter.start("stitch", f"{ep.id}: stitching", 1)
             shots = [ShotForEpisode(r.plan.shot_id, r.path, r.verdict.keep_start, r.verdict.keep_end, r.verdict.decision,
-                                    r.verdict.reason, r.mood, r.last_path) for r in results]
+                                    r.verdict.reason, r.mood, r.last_path,
+                                    human=r.takes[r.chosen].human if r.chosen is not None else None) for r in results]
             info = assemble(spec, ep, spec_path, ws, shots, ep_path, sheet, settings, credential,
                             progress=lambda d, t: reporter.update("stitch", d))
             reporter.done("stitch")

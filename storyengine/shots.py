@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import media
+from . import decisions, media
 from .cache import TakeCache, check_key, key_parts, take_key
 from .consistency import Reference, check_video
 from .planner import take_plan
@@ -40,10 +40,12 @@ class RefSpec:
     centroid: np.ndarray
     bound: float
     bound_source: str
+    cohort: tuple = ()  # ((name, vectors), ...): the lookalike cohort (storyengine.cohort)
 
     @classmethod
     def of(cls, r: Reference) -> "RefSpec":
-        return cls(r.handle, r.encoder.name, r.encoder.version, r.vectors, r.centroid, r.bound, r.bound_source)
+        return cls(r.handle, r.encoder.name, r.encoder.version, r.vectors, r.centroid, r.bound, r.bound_source,
+                   tuple(r.cohort))
 
     def build(self, settings: Settings | None = None) -> Reference:
         from . import plugins
@@ -53,7 +55,7 @@ class RefSpec:
         if enc.version != self.encoder_version:
             raise EncoderError(f"encoder {self.encoder!r} here is version {enc.version!r}, but {self.handle!r}'s references "
                                f"are {self.encoder_version!r}: configure the same weights on every worker")
-        return Reference(self.handle, enc, self.vectors, self.centroid, self.bound, self.bound_source)
+        return Reference(self.handle, enc, self.vectors, self.centroid, self.bound, self.bound_source, list(self.cohort))
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class TakeResult:
     scores: list[FrameScore]
     decision: str = ""  # accept / trim / retry / reject as recorded
     mood: str = ""
+    human: dict | None = None  # the creator's decision honoured for this take (storyengine.decisions)
 
 
 @dataclass
@@ -155,13 +158,15 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
     take_dir = Path(ctx.series_dir) / "takes" / plan.shot_id
     shot_refs = [r for r in refs if r.handle in {c.handle for c in plan.characters}]
     if plan.bound is not None:
-        shot_refs = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in shot_refs]
+        shot_refs = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override", r.cohort)
+                     for r in shot_refs]
     credential = None
     result = ShotResult(plan, started=time.time(), worker=os.getpid())
     wanted = max(1, plan.takes)
     limit = max(wanted, settings.max_takes, 1)
+    pin = plan.pinned_take  # the creator's choice (spec `take: N` or `storyengine takes use`): issue 15
     accepted: list[tuple[float, int]] = []  # (score, -k) per accepted take
-    for k in range(limit):
+    for k in range(limit if pin is None else max(limit, pin)):
         mood = plan.moods[k % len(plan.moods)] if plan.moods else ""
         p = take_plan(plan, k)
         if mood:
@@ -170,6 +175,8 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
         parts = key_parts(p, backend, take_crf=settings.take_crf)
         key = take_key(p, backend, take_crf=settings.take_crf)
         entry = cache.get(key)
+        if pin is not None and k != pin - 1 and entry is None:
+            continue  # with a pinned take the shot's other takes are listed when cached, never generated
         generated = entry is None
         if entry is None:
             note(plan.shot_id, 0, p.num_frames, f"{label}: generating")
@@ -201,15 +208,34 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
         if stored is None:
             cache.add_check(entry, ck, {"verdict": verdict.model_dump(mode="json"),
                                         "scores": [x.model_dump(mode="json") for x in scores]})
+        # the creator's decision on this take, if any, overrules the checker (the cache keeps the checker's verdict)
+        human, stale = decisions.for_take(plan, k + 1, key)
+        if stale:
+            verdict = verdict.model_copy(update={"findings": [*verdict.findings, stale]})
+        if human:
+            verdict = overrule(verdict, human, n)
+        if pin is not None:  # a pinned take is the one used; the others are listed as the checker (or creator) saw them
+            if k == pin - 1:
+                result.chosen = len(result.takes)
+            result.takes.append(TakeResult(k + 1, p.seed, str(path), key, n, generated, stored is None, verdict, scores,
+                                           decision=verdict.decision, mood=mood, human=human))
+            continue
         ok = verdict.decision in ("accept", "trim")
-        final = ok or (k == limit - 1 and not accepted)
-        result.takes.append(TakeResult(k + 1, p.seed, str(path), key, n, generated, stored is None, verdict, scores,
-                                       decision=verdict.decision if final else "retry", mood=mood))
         if ok:
             means = [c.mean for c in verdict.summaries if c.mean is not None]
             accepted.append((min(means) if means else 0.0, -k))
-            if k + 1 >= wanted:
-                break
+        # the takes asked for are done and one is accepted: no more (a rejected take 2 after an accepted take 1
+        # is not retried, as the docstring says; a creator's `reject` therefore never generates a take here)
+        stop = bool(accepted) and k + 1 >= wanted
+        final = ok or stop or (k == limit - 1 and not accepted)
+        result.takes.append(TakeResult(k + 1, p.seed, str(path), key, n, generated, stored is None, verdict, scores,
+                                       decision=verdict.decision if final else "retry", mood=mood, human=human))
+        if stop:
+            break
+    if pin is not None and result.chosen is not None:
+        result.verdict = result.takes[result.chosen].verdict
+        result.finished = time.time()
+        return result
     if accepted:
         best = max(range(len(accepted)), key=lambda i: accepted[i])
         k_best = -accepted[best][1]
@@ -221,6 +247,21 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
     result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
     result.finished = time.time()
     return result
+
+
+def overrule(verdict: Verdict, human: dict, n: int) -> Verdict:
+    """The checker's verdict on a take after the creator's decision (use / accept / reject), saying both."""
+    from .decisions import summary
+
+    checker = f"checker: {verdict.decision} — {verdict.reason}"
+    if human["action"] == "reject":
+        return verdict.model_copy(update={"decision": "reject", "keep_start": 0, "keep_end": 0,
+                                          "reason": f"rejected by the creator ({summary(human)}); {checker}"})
+    if human["action"] == "use" and verdict.decision in ("accept", "trim"):
+        return verdict.model_copy(update={"reason": f"used by the creator ({summary(human)}); {checker}"})
+    word = "used" if human["action"] == "use" else "accepted"
+    return verdict.model_copy(update={"decision": "accept", "keep_start": 0, "keep_end": n,
+                                      "reason": f"{word} by the creator ({summary(human)}); {checker}"})
 
 
 def record_shot(reg: Any, run_id: int, res: ShotResult, settings: Settings) -> None:
@@ -236,7 +277,8 @@ def record_shot(reg: Any, run_id: int, res: ShotResult, settings: Settings) -> N
              "reason": v.reason, "keep_start": v.keep_start, "keep_end": v.keep_end,
              "conditioning": json.dumps(res.plan.conditioning), "flicker": v.flicker,
              "findings": json.dumps(v.findings), "mood": t.mood or None, "used": int(i == res.chosen),
-             "cache_key": t.cache_key, "generated": int(t.generated)},
+             "cache_key": t.cache_key, "generated": int(t.generated),
+             "human": json.dumps(t.human) if t.human else None},
             [{**c.model_dump(), "mean_vector": json.dumps(c.mean_vector) if c.mean_vector else None} for c in v.summaries],
             [{"frame": s.index, "time": s.time, "handle": s.character, "encoder": s.encoder,
               "similarity": s.similarity, "box": json.dumps(s.box) if s.box else None, "drifted": int(s.drifted),

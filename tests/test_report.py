@@ -70,7 +70,7 @@ def test_check_json_lists_every_frame_and_uses_the_cache(week):
     path = week.renders / "week" / "takes" / "d2-evening.mp4"
     runner = CliRunner()
     r = runner.invoke(app, ["check", str(path), "-c", "mara", "-w", str(week.root), "--json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 2, r.output  # reject (0 accept, 1 trim, 2 reject, 3 error)
     doc = json.loads(r.output)
     assert [f["index"] for f in doc["frames"]] == list(range(N))
     assert set(doc["frames"][0]) >= {"index", "time", "character", "similarity", "drifted"}
@@ -90,9 +90,19 @@ def test_check_json_lists_every_frame_and_uses_the_cache(week):
 def test_check_errors_name_the_value(week):
     path = week.renders / "week" / "takes" / "d2-evening.mp4"
     r = CliRunner().invoke(app, ["check", str(path), "-c", "nobody", "-w", str(week.root)])
-    assert r.exit_code == 1 and "unknown character 'nobody'" in r.output
+    assert r.exit_code == 3 and "unknown character 'nobody'" in r.output
     r = CliRunner().invoke(app, ["check", str(path), "-c", "mara", "-w", str(week.root), "--mode", "fast"])
-    assert r.exit_code == 1 and "unknown check mode 'fast'" in r.output
+    assert r.exit_code == 3 and "unknown check mode 'fast'" in r.output
+
+
+@pytest.mark.parametrize("shot,code,kept", [("d2-morning", 0, None), ("d1-evening", 1, "kept: frames 0–11 (0.00–1.00 s)"),
+                                            ("d2-evening", 2, None)])
+def test_check_exit_codes_accept_trim_reject(week, shot, code, kept):
+    path = week.renders / "week" / "takes" / f"{shot}.mp4"
+    r = CliRunner().invoke(app, ["check", str(path), "-c", "mara", "-w", str(week.root), "--min-duration", "0.66"])
+    assert r.exit_code == code, r.output
+    assert ("verdict: " + {0: "accept", 1: "trim", 2: "reject"}[code]) in r.output
+    assert (kept in r.output) if kept else "kept:" not in r.output
 
 
 def test_report_json_numbers(week):
