@@ -17,9 +17,10 @@ Two rules use it (:mod:`storyengine.consistency`):
    reaches the derived bound, the bound rises to just above that neighbour (``+ COHORT_MARGIN``),
    never above the character's own least-similar photo pair minus the margin (her own photos pass).
 
-A cohort identity that matches the character's own photos at the encoder's same-identity bound or
-more *is* her (the astronaut is in the background set; a character may be registered twice) and is
-left out of her cohort.
+A cohort identity that matches the character's own photos almost exactly (:func:`is_herself`: the
+same picture again — the astronaut is in the background set and in the tests' characters) is left
+out of her cohort. A lookalike is kept even when he is closer to her photos than they are to each
+other: the nearest-identity rule still tells them apart frame by frame, a bound cannot.
 """
 
 from __future__ import annotations
@@ -130,8 +131,15 @@ def cohort_for(reg, ref, others: list[str], *, background: bool = True) -> list[
             out.append((h, np.stack(vecs)))
     if background:
         out += background_vectors(reg, enc)
+    return [(name, vecs) for name, vecs in out if not is_herself(ref.vectors, vecs, enc)]
+
+
+def is_herself(own: np.ndarray, vecs: np.ndarray, enc: Encoder) -> bool:
+    """True when ``vecs`` are the character's own photos again (the same picture, re-encoded or mirrored):
+    a best similarity at or above two thirds of the way from the encoder's same-identity bound to 1
+    (dlib-face: 0.97; two *different* photos of one person score 0.93-0.96 there, a lookalike up to 0.93)."""
     same = float(getattr(enc, "same_bound", 1.0))
-    return [(name, vecs) for name, vecs in out if float(np.max(ref.vectors @ vecs.T)) < same]
+    return float(np.max(own @ vecs.T)) >= 1.0 - (1.0 - same) / 3.0
 
 
 def cohort_bound(ref, cohort: list[tuple[str, np.ndarray]]) -> tuple[float, str]:

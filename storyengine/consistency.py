@@ -508,7 +508,7 @@ def check(
     # 2. Scores; a low score that came from a tracked box or a reused vector is looked at again from scratch
     scores, vectors = score_observations(obs, refs, fps=fps, mode=mode)
     notes: list[str] = []
-    redone = reverify(path, obs, scores, encoders)
+    redone = reverify(path, obs, scores, encoders, refs, fps=fps, mode=mode)
     if redone:
         stats["reverified"] = sum(len(v) for v in redone.values())
         before = {(s.character, s.encoder, s.index): s for s in scores if s.drifted}
@@ -533,28 +533,49 @@ def check(
 
 
 def reverify(path: str | Path, obs: dict[str, dict[int, list[Observation]]], scores: list[FrameScore],
-             encoders: list[Encoder]) -> dict[str, dict[int, list[Observation]]]:
-    """Re-detect and re-embed from scratch every frame whose drifted score came from a tracked box or a reused vector.
+             encoders: list[Encoder], refs: list[Reference] | None = None, *, fps: float = 24.0,
+             mode: str = "full") -> dict[str, dict[int, list[Observation]]]:
+    """Re-detect and re-embed from scratch the frames whose drifted score came from a tracked box or a reused vector.
 
     The fresh observations (``source="reverified"``) replace the frame's observations in ``obs``
-    (in place) and are returned; frames decoded once more, only up to the last suspect frame.
+    (in place) and are returned. Per run of such frames, the first, middle and last frame are
+    re-verified first; when all three stay drifted the run stands (a face really changed), else
+    every frame of the run is re-verified. Frames are decoded again, only up to the last one needed.
     """
     by_key = {e.key(): e for e in encoders}
     names = {e.name: e.key() for e in encoders}
-    suspects: dict[str, set[int]] = {}
+    suspects: dict[str, list[int]] = {}
     for s in scores:
         if s.drifted and s.source in ("tracked", "reused") and s.encoder in names:
-            suspects.setdefault(names[s.encoder], set()).add(s.index)
+            suspects.setdefault(names[s.encoder], []).append(s.index)
     if not suspects:
         return {}
-    last = max(max(v) for v in suspects.values())
+    runs = {k: _ranges_stride(sorted(set(v)), 1) for k, v in suspects.items()}
+    members = {k: [[i for i in sorted(set(suspects[k])) if a <= i <= b] for a, b in rs] for k, rs in runs.items()}
+    first = {k: {i for run in rs for i in (run[0], run[len(run) // 2], run[-1])} for k, rs in members.items()}
     out: dict[str, dict[int, list[Observation]]] = {k: {} for k in suspects}
+    _redetect(path, obs, first, by_key, out)
+    if refs is not None:  # runs whose sampled frames did not all stay drifted: every frame of the run
+        still = {(names.get(s.encoder), s.index) for s in score_observations(obs, refs, fps=fps, mode=mode)[0] if s.drifted}
+        rest = {k: {i for run in rs if any((k, j) not in still for j in run if j in first[k]) for i in run} - first[k]
+                for k, rs in members.items()}
+    else:
+        rest = {k: set(v) - first[k] for k, v in suspects.items()}
+    if any(rest.values()):
+        _redetect(path, obs, rest, by_key, out)
+    return out
+
+
+def _redetect(path: str | Path, obs: dict[str, dict[int, list[Observation]]], wanted: dict[str, set[int]],
+              by_key: dict[str, Encoder], out: dict[str, dict[int, list[Observation]]]) -> None:
+    last = max((max(v) for v in wanted.values() if v), default=-1)
+    if last < 0:
+        return
     for i, frame in enumerate(media.iter_frames(path, max_frames=last + 1)):
-        for key, idx in suspects.items():
+        for key, idx in wanted.items():
             if i in idx:
                 fresh = [Observation(tuple(int(v) for v in d.box), d.vector, "reverified") for d in by_key[key].embed(frame)]
                 out[key][i] = obs[key][i] = fresh
-    return out
 
 
 def check_video(
