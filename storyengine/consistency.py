@@ -317,6 +317,7 @@ def _span(a: int, b: int) -> str:
     return f"{a}–{b}" if a != b else f"{a}"
 
 
+CONFIRM_FRAMES = 3  # freshly detected drifted frames that confirm a drift run without re-verifying the rest
 MIN_DRIFT_SECONDS = 1 / 12  # drift is a run lasting at least this long (2 frames at 24 fps)
 
 
@@ -538,29 +539,39 @@ def reverify(path: str | Path, obs: dict[str, dict[int, list[Observation]]], sco
     """Re-detect and re-embed from scratch the frames whose drifted score came from a tracked box or a reused vector.
 
     The fresh observations (``source="reverified"``) replace the frame's observations in ``obs``
-    (in place) and are returned. Per run of such frames, the first, middle and last frame are
-    re-verified first; when all three stay drifted the run stands (a face really changed), else
-    every frame of the run is re-verified. Frames are decoded again, only up to the last one needed.
+    (in place) and are returned. Per run of drifted frames, a run that holds at least
+    ``CONFIRM_FRAMES`` freshly detected drifted frames stands (a face really changed); otherwise
+    its first, middle and last tracked/reused frames are re-verified first, and when any of them
+    clears, every tracked/reused frame of the run is. Frames are decoded again, only up to the last
+    one needed. (A cache hit sees the same runs and re-verifies nothing more.)
     """
     by_key = {e.key(): e for e in encoders}
     names = {e.name: e.key() for e in encoders}
-    suspects: dict[str, list[int]] = {}
+    drifted: dict[str, dict[int, bool]] = {}  # key → frame → suspect (tracked/reused) or fresh
     for s in scores:
-        if s.drifted and s.source in ("tracked", "reused") and s.encoder in names:
-            suspects.setdefault(names[s.encoder], []).append(s.index)
-    if not suspects:
+        if s.drifted and s.encoder in names:
+            d = drifted.setdefault(names[s.encoder], {})
+            d[s.index] = d.get(s.index, True) and s.source in ("tracked", "reused")
+    first: dict[str, set[int]] = {}
+    runs: dict[str, list[list[int]]] = {}
+    for k, d in drifted.items():
+        for a, b in _ranges_stride(sorted(d), 1):
+            sus = [i for i in sorted(d) if a <= i <= b and d[i]]
+            fresh = sum(1 for i in d if a <= i <= b and not d[i])
+            if not sus or fresh >= CONFIRM_FRAMES:
+                continue
+            runs.setdefault(k, []).append(sus)
+            first.setdefault(k, set()).update(sorted({sus[0], sus[len(sus) // 2], sus[-1]})[:CONFIRM_FRAMES - fresh])
+    if not first:
         return {}
-    runs = {k: _ranges_stride(sorted(set(v)), 1) for k, v in suspects.items()}
-    members = {k: [[i for i in sorted(set(suspects[k])) if a <= i <= b] for a, b in rs] for k, rs in runs.items()}
-    first = {k: {i for run in rs for i in (run[0], run[len(run) // 2], run[-1])} for k, rs in members.items()}
-    out: dict[str, dict[int, list[Observation]]] = {k: {} for k in suspects}
+    out: dict[str, dict[int, list[Observation]]] = {k: {} for k in first}
     _redetect(path, obs, first, by_key, out)
-    if refs is not None:  # runs whose sampled frames did not all stay drifted: every frame of the run
+    if refs is not None:  # runs whose re-verified frames did not all stay drifted: every frame of the run
         still = {(names.get(s.encoder), s.index) for s in score_observations(obs, refs, fps=fps, mode=mode)[0] if s.drifted}
-        rest = {k: {i for run in rs if any((k, j) not in still for j in run if j in first[k]) for i in run} - first[k]
-                for k, rs in members.items()}
+        rest = {k: {i for sus in rs if any((k, j) not in still for j in sus if j in first[k]) for i in sus} - first[k]
+                for k, rs in runs.items()}
     else:
-        rest = {k: set(v) - first[k] for k, v in suspects.items()}
+        rest = {k: {i for sus in rs for i in sus} - first[k] for k, rs in runs.items()}
     if any(rest.values()):
         _redetect(path, obs, rest, by_key, out)
     return out

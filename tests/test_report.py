@@ -153,7 +153,9 @@ def test_html_report_renders_in_chromium(week, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     for sid in ("summary", "week", "shot-d1-morning", "shot-d1-evening", "shot-d2-morning", "shot-d2-evening"):
         assert f'id="{sid}"' in dom.stdout
-    assert dom.stdout.count('class="thumbs"') == 4 and "frame 7 · " in dom.stdout
+    # the worst frames of d2-evening are among the swapped 6-9 (which one is lowest moved by ~0.003 once tracked
+    # scores are re-verified from scratch, issue 15)
+    assert dom.stdout.count('class="thumbs"') == 4 and any(f"frame {i} · " in dom.stdout for i in range(6, 10))
     console = [l for l in dom.stderr.splitlines() if "CONSOLE" in l or "Uncaught" in l]
     assert console == [], console
     shot = subprocess.run(flags + [f"--screenshot={tmp_path / 'shot.png'}", out.as_uri()], capture_output=True, text=True, timeout=120)
