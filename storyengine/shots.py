@@ -165,6 +165,18 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
     wanted = max(1, plan.takes)
     limit = max(wanted, settings.max_takes, 1)
     pin = plan.pinned_take  # the creator's choice (spec `take: N` or `storyengine takes use`): issue 15
+    stale_use = None
+    use = next((d for d in plan.take_decisions if d["action"] == "use" and d["take"] == pin and d.get("cache_key")), None)
+    if use is not None:  # a recorded `use` binds to the frames it was made on: the shot's inputs may have changed since
+        k = pin - 1
+        pk = take_plan(plan, k)
+        if plan.moods:
+            pk = pk.model_copy(update={"backend_options": mood_options(plan.moods[k % len(plan.moods)], plan.backend,
+                                                                        pk.backend_options)})
+        if take_key(pk, backend, take_crf=settings.take_crf) != use["cache_key"]:
+            stale_use = (f"the creator's `use` of take {pin} ({use.get('at') or 'earlier'}) was made on other frames "
+                         "(the shot's inputs changed since): not applied")
+            pin = None
     accepted: list[tuple[float, int]] = []  # (score, -k) per accepted take
     for k in range(limit if pin is None else max(limit, pin)):
         mood = plan.moods[k % len(plan.moods)] if plan.moods else ""
@@ -234,17 +246,19 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
             break
     if pin is not None and result.chosen is not None:
         result.verdict = result.takes[result.chosen].verdict
-        result.finished = time.time()
-        return result
-    if accepted:
+    elif accepted:
         best = max(range(len(accepted)), key=lambda i: accepted[i])
         k_best = -accepted[best][1]
         result.chosen = k_best
         result.verdict = result.takes[k_best].verdict
-        result.finished = time.time()
-        return result
-    last = result.takes[-1].verdict
-    result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
+    else:
+        last = result.takes[-1].verdict
+        result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
+    if stale_use:  # said on the take the episode uses (recorded with it) and on the shot's verdict
+        if result.chosen is not None:
+            t = result.takes[result.chosen]
+            t.verdict = t.verdict.model_copy(update={"findings": [*t.verdict.findings, stale_use]})
+        result.verdict = result.verdict.model_copy(update={"findings": [*result.verdict.findings, stale_use]})
     result.finished = time.time()
     return result
 

@@ -96,6 +96,13 @@ def test_use_pin_and_reject_are_honoured_without_regenerating(tmp_path):
     r = _cli(ws, "takes", "use", "morning", "7")
     assert r.exit_code == 1 and "take 7 of shot 'morning' was never rendered (rendered takes: 1, 2)" in r.output
 
+    # 4. a decision binds to the frames it was made on: after the shot's prompt changed, `use 2` is not applied
+    assert _cli(ws, "takes", "use", "morning", "2").exit_code == 0
+    edited = render_series(ws, _spec(ws, {"prompt": "she looks up"}), settings=settings)
+    m = next(s for s in edited.shots if s.plan.shot_id == "morning")
+    assert edited.generated == 2 and _used(edited, "morning") == 1 and m.takes[m.chosen].human is None
+    assert any("`use` of take 2" in f and "not applied" in f for f in m.verdict.findings)
+
 
 def test_accept_overrules_a_checker_reject_without_regenerating(tmp_path, astronaut):
     from storyengine.register import register_character
