@@ -15,6 +15,13 @@ Two modes:
   chip matches the last embedded one (fresh at least every 8 frames), the remaining embeddings
   computed in batches of 8, and observations cached per (video sha256, encoder, mode, strides) in the registry.
 
+Before a verdict (:func:`check`, issue 15): a drifted score that came from a tracked box or a
+reused vector is re-detected and re-embedded from scratch (:func:`reverify`; a dip that clears is
+noise, logged as a finding); each face is also compared with the character's cohort
+(:mod:`storyengine.cohort`: a face at least as close to someone else is a lookalike, drifted);
+drift is a run of at least :func:`min_drift_frames` frames; and :func:`decide` keeps the longest
+clean range (head, tail or middle) when it is long enough, else rejects.
+
 Temporal signals (VBench-style): per character, *subject consistency* (each frame's embedding
 against the first and the previous scored frame, cosine, averaged); per clip, *flicker* (mean
 absolute difference of consecutive frames, 0–1). A run of unknown frames longer than
@@ -522,8 +529,9 @@ def check(
                 notes.append(f"frame {k[2]}: {k[0]} {b.similarity:.3f} on a {b.source} {'box' if b.source == 'tracked' else 'vector'}"
                              f", {got} re-detected: noise, not drift")
     if reg is not None:  # cached after re-verification: a cache hit never re-verifies the same frame twice
-        for e in missing:
-            _cache_put(reg, keys[e.key()], obs[e.key()], flicker, frames_seen)
+        for e in encoders:
+            if e in missing or e.key() in redone:
+                _cache_put(reg, keys[e.key()], obs[e.key()], flicker, frames_seen)
     scores = [s for s in scores if s.index < n]
     # 3. The verdict
     gap = stride if mode == "full" else max(1, -(-(n - 1) // max(1, SAMPLED_FRAMES - 1)))  # ceil: the sampling step
