@@ -52,7 +52,7 @@ def test_clip_shape_and_lazy_frames(still_path):
     assert len(fs) == N
     assert all(f.shape == (H, W, 3) and f.dtype == np.uint8 for f in fs)
     assert done[-1] == (N, N) and len(done) == N
-    assert clip.meta["backend"] == "motion" and clip.meta["version"] == "1" and clip.meta["seed"] == 3
+    assert clip.meta["backend"] == "motion" and clip.meta["version"] == "2" and clip.meta["seed"] == 3
     assert clip.meta["options"]["push"] == [0.04, 0.10]
 
 
