@@ -101,13 +101,20 @@ def plan_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
     for p in plans:
         for n in p.notes:
             err_console.print(f"[yellow]warning:[/] {escape(n)}", highlight=False, soft_wrap=True)
+    from .backends.base import motion_warnings
+    from .plugins import backend_class
+
+    motions = [backend_class(p.backend).describe_motion(p) for p in plans]  # what each prompt was read as
+    for p, m in zip(plans, motions):
+        for n in motion_warnings(m):
+            err_console.print(f"[yellow]warning:[/] {escape(p.shot_id)}: {escape(n)}", highlight=False, soft_wrap=True)
     if as_json:
-        console.print_json(json.dumps([p.model_dump() for p in plans]))
+        console.print_json(json.dumps([{**p.model_dump(), "motion": m} for p, m in zip(plans, motions)]))
         return
-    t = Table("episode", "shot", "still", "characters", "seed", "frames", "fps", "size", "backend", "conditioning", title=f"plan: {s.series}")
-    for p in plans:
+    t = Table("episode", "shot", "still", "characters", "seed", "frames", "fps", "size", "backend", "conditioning", "motion", title=f"plan: {s.series}")
+    for p, m in zip(plans, motions):
         t.add_row(p.episode_id, p.shot_id, f"last frame of {p.continues_from}" if p.continues_from else Path(p.still).name, ", ".join(c.handle for c in p.characters), str(p.seed),
-                  str(p.num_frames), str(p.fps), f"{p.width}x{p.height}", p.backend, ", ".join(p.conditioning))
+                  str(p.num_frames), str(p.fps), f"{p.width}x{p.height}", p.backend, ", ".join(p.conditioning), escape(m["read_as"]))
     console.print(t)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import SpecError, StoryEngineError, UnsafePathError
-from .finishing import MOODS, Finisher
+from .finishing import MOODS, Finisher, mood_baked
 from .settings import Settings
 from .specs import EpisodeSpec, Finish, SeriesSpec
 from .stitch import EpisodeInfo, Segment, stitch_episode
@@ -158,7 +158,8 @@ def assemble(spec: SeriesSpec, ep: EpisodeSpec, spec_path: Path, ws: Workspace, 
             path=r.path, start=r.keep_start, end=r.keep_end, label=r.shot_id, verdict=r.verdict,
             ambience=sh.ambience, transition=sh.transition, captions=list(sh.captions),
             audio=spec_file(spec_path, ws, sh.audio, ("episodes", e, "shots", i, "audio")) if sh.audio else None,
-            grade=MOODS[r.mood].grade if r.mood else None, mood=r.mood))
+            # a back-end that baked the mood's grade into the take (finishing.BAKES_MOOD) is not graded twice
+            grade=MOODS[r.mood].grade if r.mood and not mood_baked(spec.backend) else None, mood=r.mood))
     left_out = [Segment(path=r.last_path, label=r.shot_id, verdict="reject", reason=r.reason)
                 for r in shots if r.path is None and r.last_path is not None]
     disclosure = (settings.disclosure_text or None) if settings.disclosure else None

@@ -137,6 +137,14 @@ def write_take(backend: Any, plan: ShotPlan, path: Path, settings: Settings, pro
         return w.frames_written
 
 
+def _softened(backend: Any, p: ShotPlan, rejected: int) -> tuple[ShotPlan, str]:
+    """``p`` with the back-end's smaller motion for a retry after ``rejected`` rejected takes, and its note."""
+    if not rejected or not hasattr(backend, "soften"):
+        return p, ""
+    options, note = backend.soften(dict(p.backend_options), rejected)
+    return p.model_copy(update={"backend_options": options}), note
+
+
 def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotContext,
                  progress: Progress | None = None) -> ShotResult:
     """Render the takes of one shot and choose the one the episode uses.
@@ -166,6 +174,8 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
         p = take_plan(plan, k)
         if mood:
             p = p.model_copy(update={"backend_options": mood_options(mood, plan.backend, p.backend_options)})
+        # identity guard: after a rejected take, a back-end that can moves less (its note reaches the record)
+        p, soft_note = _softened(backend, p, sum(t.verdict.decision not in ("accept", "trim") for t in result.takes))
         label = f"take {k + 1}{f' ({mood})' if mood else ''}"
         parts = key_parts(p, backend, take_crf=settings.take_crf)
         key = take_key(p, backend, take_crf=settings.take_crf)
@@ -201,6 +211,8 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
         if stored is None:
             cache.add_check(entry, ck, {"verdict": verdict.model_dump(mode="json"),
                                         "scores": [x.model_dump(mode="json") for x in scores]})
+        if soft_note:
+            verdict = verdict.model_copy(update={"reason": f"{verdict.reason} ({soft_note})"})
         ok = verdict.decision in ("accept", "trim")
         final = ok or (k == limit - 1 and not accepted)
         result.takes.append(TakeResult(k + 1, p.seed, str(path), key, n, generated, stored is None, verdict, scores,

@@ -177,8 +177,7 @@ class MotionBackend(VideoBackend):
         face_asks = [a.label() for a in r.actions if a.kind in FACE_ACTIONS]
         p = Path(plan.still)
         if plan.continues_from or not p.is_file():
-            out["notes"] = ["faces are looked for when the shot renders (its still is not there yet)"]
-            return out
+            return out  # the still is the previous shot's last frame: faces are looked for when it renders
         n = _faces_in_still(str(p), p.stat().st_mtime_ns, plan.width, plan.height) if opts.detect_faces else 0
         out["faces"] = n
         if n == 0:

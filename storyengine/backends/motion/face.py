@@ -149,7 +149,7 @@ class FaceRig:
         h_up = max(1.0, -(loc(e[1])[1] + loc(e[2])[1]) / 2.0)
         h_lo = max(1.0, (loc(e[4])[1] + loc(e[5])[1]) / 2.0)
         height = h_up + h_lo
-        pad_x, top, bottom = 0.45 * hw + 2, h_up + 1.6 * height + 3, h_lo + 0.6 * height + 3
+        pad_x, top, bottom = 0.45 * hw + 2, h_up + 1.9 * height + 3, h_lo + 0.6 * height + 3
         corners = [centre + sx * ex + sy * ey for sx in (-hw - pad_x, hw + pad_x) for sy in (-top, bottom)]
         xs, ys = [p[0] for p in corners], [p[1] for p in corners]
         x0, y0 = max(0, int(math.floor(min(xs)))), max(0, int(math.floor(min(ys))))
@@ -160,8 +160,8 @@ class FaceRig:
         u = x / hw
         prof = np.clip(1.0 - u * u, 0.0, 1.0)
         y_up, y_lo = -h_up * prof, h_lo * prof
-        y_top = y_up - 1.5 * height * np.sqrt(prof)
-        y_c = y_up + 0.82 * (y_lo - y_up)
+        y_top = y_up - 1.8 * height * np.sqrt(prof)
+        y_c = y_up + 0.95 * (y_lo - y_up)
         return _Eye((x0, y0, x1, y1), float(centre[0]), float(centre[1]), ex.astype(np.float32), ey, x, y,
                     y_up, y_lo, y_top, y_c, (np.abs(u) < 1.0), hw, height)
 
@@ -182,10 +182,15 @@ class FaceRig:
             xs -= np.float32(0.3 * e.hw * gx) * w_in
             ys -= np.float32(0.18 * e.height * gy) * w_in
             if c > 0.0:
+                # the lash line (a thin band above the upper lid's landmarks) travels down unstretched; the lid
+                # skin above it stretches to follow
+                lash = 0.22 * e.height * np.sqrt(np.clip(1.0 - (e.x / e.hw) ** 2, 0.0, 1.0))
                 lid = (e.y >= e.y_top) & (e.y < y_l) & e.inside
-                span = np.maximum(y_l - e.y_top, 1e-3)
-                stretched = e.y_top + (e.y - e.y_top) * (e.y_up - e.y_top) / span
-                ys = np.where(lid, stretched, ys)
+                in_lash = e.y >= y_l - lash
+                span = np.maximum(y_l - lash - e.y_top, 1e-3)
+                stretched = e.y_top + (e.y - e.y_top) * (e.y_up - lash - e.y_top) / span
+                moved = np.where(in_lash, e.y - (y_l - e.y_up), stretched)
+                ys = np.where(lid, moved, ys)
                 xs = np.where(lid, e.x, xs)
             mx = e.cx + xs * e.ex[0] + ys * e.ey[0]
             my = e.cy + xs * e.ex[1] + ys * e.ey[1]
