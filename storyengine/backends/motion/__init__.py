@@ -30,7 +30,7 @@ from ...errors import BackendError
 from ...images import load_rgb
 from ...specs import ShotPlan
 from ..base import Clip, Progress, VideoBackend
-from .face import FaceRig, find_faces
+from .face import FaceRig, find_faces, window
 from .prompt import BODY_ACTIONS, FACE_ACTIONS, Reading, read_prompt
 from .timeline import Performance, build
 
@@ -75,8 +75,10 @@ def cover_fit(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
 class _Body:
     """A body without a detectable face (the back of a head, a pet): breath and sway on a lower-central region."""
 
-    def __init__(self, x: float, y: float, size: float) -> None:
+    def __init__(self, x: float, y: float, size: float, H: int) -> None:
         self.x, self.y, self.size = x, y, size
+        self.box = (x - 5.0 * size, y - 4.0 * size, x + 5.0 * size, H + 6.0 * size)
+        self.margin = 1.0 * size
 
     def displacement(self, u, v, yaw, pitch, roll, smile, breath, sway):
         f = self.size
@@ -237,7 +239,7 @@ class MotionBackend(VideoBackend):
         faces = list(rigs)
         if not rigs and plan.characters:
             size = Ch / (3.0 + len(plan.characters))
-            rigs = [_Body(Cw * (i + 1) / (len(plan.characters) + 1), Ch * 0.45, size) for i in range(len(plan.characters))]
+            rigs = [_Body(Cw * (i + 1) / (len(plan.characters) + 1), Ch * 0.45, size, Ch) for i in range(len(plan.characters))]
         cam = self._camera(reading, opts, perf, W, H, Cw, Ch, dens, o, amp, amp_px, push, pull_out, pan_dir, pan_amt,
                            target_jitter, shake_phase, side, faces)
         layered = cam.parallax and bool(faces)
@@ -261,8 +263,8 @@ class MotionBackend(VideoBackend):
         xs = np.arange(W, dtype=np.float32) + 0.5 - W / 2.0
         ys = np.arange(H, dtype=np.float32) + 0.5 - H / 2.0
         gw, gh = max(2, -(-W // _GRID) + 1), max(2, -(-H // _GRID) + 1)
-        gx = np.linspace(-W / 2.0, W / 2.0, gw, dtype=np.float32)[None, :].repeat(gh, 0)
-        gy = np.linspace(-H / 2.0, H / 2.0, gh, dtype=np.float32)[:, None].repeat(gw, 1)
+        gx1 = np.linspace(-W / 2.0, W / 2.0, gw, dtype=np.float32)  # the coarse grid's axes (output px from centre)
+        gy1 = np.linspace(-H / 2.0, H / 2.0, gh, dtype=np.float32)
         body_unit = amp_px * dens * opts.sway
 
         meta = {
@@ -303,7 +305,7 @@ class MotionBackend(VideoBackend):
                     dirty.clear()
 
                 # 2. camera + face and body displacement on the coarse grid (backward map by fixed-point iteration)
-                u, v = gx * k + c[0], gy * k + c[1]
+                gu, gv = gx1 * np.float32(k) + np.float32(c[0]), gy1 * np.float32(k) + np.float32(c[1])
                 map_x = np.empty((H, W), np.float32)
                 map_y = np.empty((H, W), np.float32)
                 map_x[:] = xs * np.float32(k) + np.float32(c[0] - 0.5)
@@ -312,18 +314,27 @@ class MotionBackend(VideoBackend):
                     yaw, pitch, roll = perf.head(sec)
                     smile = perf.smile(sec)
                     breath, sway = perf.breath(sec) * body_unit, perf.sway(sec) * body_unit
-                    su, sv = u, v
-                    for _ in range(2):
-                        dx = np.zeros_like(u)
-                        dy = np.zeros_like(u)
-                        for f in rigs:
+                    dx = np.zeros((gh, gw), np.float32)
+                    dy = np.zeros((gh, gw), np.float32)
+                    for f in rigs:  # each rig on the part of the grid its box covers
+                        x0, y0, x1, y1 = f.box
+                        j0, j1 = np.searchsorted(gu, x0), np.searchsorted(gu, x1)
+                        i0, i1 = np.searchsorted(gv, y0), np.searchsorted(gv, y1)
+                        if j1 <= j0 or i1 <= i0:
+                            continue
+                        u, v = np.meshgrid(gu[j0:j1], gv[i0:i1])
+                        win = window(gu[j0:j1], gv[i0:i1], f.box, f.margin)
+                        su, sv = u, v
+                        for _ in range(2):  # backward map: the rest point that lands here
                             ddx, ddy = f.displacement(su, sv, yaw, pitch, roll, smile, breath, sway)
-                            dx += ddx
-                            dy += ddy
-                        su, sv = u - dx, v - dy
+                            su, sv = u - ddx * win, v - ddy * win
+                        dx[i0:i1, j0:j1] += ddx * win
+                        dy[i0:i1, j0:j1] += ddy * win
                     map_x -= cv2.resize(dx, (W, H), interpolation=cv2.INTER_LINEAR)
                     map_y -= cv2.resize(dy, (W, H), interpolation=cv2.INTER_LINEAR)
-                frame = cv2.remap(work, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+                # fixed-point maps: bilinear at 1/32 px, about 4× cheaper than a float cubic remap
+                m1, m2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+                frame = cv2.remap(work, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
                 # 3. with parallax: the background plate on its own camera, the subject over it
                 if layered:
@@ -331,7 +342,7 @@ class MotionBackend(VideoBackend):
                     M = np.float32([[kb, 0, cb[0] - 0.5 - kb * W / 2.0], [0, kb, cb[1] - 0.5 - kb * H / 2.0]])
                     bg = cv2.warpAffine(plate, M, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                         borderMode=cv2.BORDER_REFLECT_101)
-                    a = cv2.remap(matte, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
+                    a = cv2.remap(matte, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[..., None]
                     frame = (bg + (frame.astype(np.float32) - bg) * a)
 
                 # 4. light, grain, the mood's grade

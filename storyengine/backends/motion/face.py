@@ -83,6 +83,13 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
+def window(u: np.ndarray, v: np.ndarray, box: tuple[float, float, float, float], margin: float) -> np.ndarray:
+    """1 inside ``box`` shrunk by ``margin``, easing to 0 at its edges (so a field cut to the box has no seam)."""
+    x0, y0, x1, y1 = box
+    return (_smoothstep((u - x0) / margin)[None, :] * _smoothstep((x1 - u) / margin)[None, :]
+            * _smoothstep((v - y0) / margin)[:, None] * _smoothstep((y1 - v) / margin)[:, None]).astype(np.float32)
+
+
 @dataclass
 class _Eye:
     roi: tuple[int, int, int, int]  # x0, y0, x1, y1 in canvas pixels
@@ -131,14 +138,17 @@ class FaceRig:
         self.mouth_w = float(np.linalg.norm(pts[54] - pts[48]))
         self.corners = [pts[48].astype(np.float32), pts[54].astype(np.float32)]
         self.eyes = [self._eye(pts[LEFT_EYE], W, H), self._eye(pts[RIGHT_EYE], W, H)]
-        x0, y0 = self.centre - 2.2 * self.a
-        self.box = (x0, y0, self.centre[0] + 2.2 * self.a, self.centre[1] + 4.5 * self.b)  # where fields are non-zero
+        # where the fields act (canvas px); :func:`window` brings them to zero smoothly at its edges
+        cx, cy = float(self.centre[0]), float(self.centre[1])
+        self.box = (cx - 5.0 * self.a, cy - 3.5 * self.b, cx + 5.0 * self.a, float(H) + 8.0 * self.b)
+        self.margin = 1.2 * self.a
 
     # -- geometry -------------------------------------------------------------------------------------------
 
     def _local(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        du, dv = u - self.centre[0], v - self.centre[1]
-        return du * self.ex[0] + dv * self.ex[1], du * self.ey[0] + dv * self.ey[1]
+        du, dv = u - np.float32(self.centre[0]), v - np.float32(self.centre[1])
+        e0, e1, f0, f1 = (np.float32(x) for x in (*self.ex, *self.ey))
+        return du * e0 + dv * e1, du * f0 + dv * f1
 
     def _eye(self, e: np.ndarray, W: int, H: int) -> _Eye:
         ex = (e[3] - e[0]) / (np.linalg.norm(e[3] - e[0]) + 1e-9)

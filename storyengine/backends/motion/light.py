@@ -51,6 +51,7 @@ class Light:
         if grain > 0:
             g = np.random.default_rng(grain_seed).standard_normal((H + 32, W + 32), dtype=np.float32)
             self.grain_tile = cv2.GaussianBlur(g, (0, 0), 0.6) * np.float32(grain * 255.0 / 0.62)
+            self.grain_q = np.round(self.grain_tile).astype(np.int16)  # the integer grain of the fast path
 
     def gains(self, i: int, t: float) -> np.ndarray:
         """Per-channel multiplier at frame ``i`` (time fraction ``t``)."""
@@ -74,14 +75,25 @@ class Light:
         return cv2.resize(1.0 + band, (self.W, self.H), interpolation=cv2.INTER_LINEAR)
 
     def apply(self, frame: np.ndarray, i: int, t: float) -> np.ndarray:
-        out = frame.astype(np.float32)
+        """``frame`` (uint8, or float32 from a composite) lit, grained and graded; uint8 out."""
         bm = self.band(t)
-        if bm is not None:
-            out *= bm[..., None]
-        out *= self.gains(i, t)
+        gains = self.gains(i, t)
         if self.grain_tile is not None:
             ox, oy = (16, 16) if self.hold_grain else self.grain_rng.integers(0, 33, size=2)
-            out += self.grain_tile[oy:oy + self.H, ox:ox + self.W, None]
-        np.clip(out, 0.0, 255.0, out=out)
-        img = (out + 0.5).astype(np.uint8)
+        if bm is None and frame.dtype == np.uint8:
+            # the common case without a band: per-channel gains as a lookup table, grain added in int16
+            lut = np.clip(np.arange(256, dtype=np.float32)[:, None] * gains[None, :] + 0.5, 0, 255).astype(np.uint8)
+            img = cv2.LUT(frame, lut.reshape(256, 1, 3))
+            if self.grain_tile is not None:
+                g = self.grain_q[oy:oy + self.H, ox:ox + self.W]
+                img = np.clip(img.astype(np.int16) + g[..., None], 0, 255).astype(np.uint8)
+        else:
+            out = frame.astype(np.float32)
+            if bm is not None:
+                out *= bm[..., None]
+            out *= gains
+            if self.grain_tile is not None:
+                out += self.grain_tile[oy:oy + self.H, ox:ox + self.W, None]
+            np.clip(out, 0.0, 255.0, out=out)
+            img = (out + 0.5).astype(np.uint8)
         return apply_grade(img, self.grade) if self.grade is not None else img
