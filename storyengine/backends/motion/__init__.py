@@ -266,6 +266,12 @@ class MotionBackend(VideoBackend):
         gx1 = np.linspace(-W / 2.0, W / 2.0, gw, dtype=np.float32)  # the coarse grid's axes (output px from centre)
         gy1 = np.linspace(-H / 2.0, H / 2.0, gh, dtype=np.float32)
         body_unit = amp_px * dens * opts.sway
+        edge = None
+        if reading.camera == "static":  # a locked-off frame: the subject moves, the frame's edges stay put
+            m = 0.08 * H
+            ex = np.clip(np.minimum(gx1 + W / 2.0, W / 2.0 - gx1) / m, 0.0, 1.0)
+            ey = np.clip(np.minimum(gy1 + H / 2.0, H / 2.0 - gy1) / m, 0.0, 1.0)
+            edge = ((ex * ex * (3 - 2 * ex))[None, :] * (ey * ey * (3 - 2 * ey))[:, None]).astype(np.float32)
 
         meta = {
             "backend": self.backend_id, "version": self.version, "seed": plan.seed,
@@ -330,6 +336,9 @@ class MotionBackend(VideoBackend):
                             su, sv = u - ddx * win, v - ddy * win
                         dx[i0:i1, j0:j1] += ddx * win
                         dy[i0:i1, j0:j1] += ddy * win
+                    if edge is not None:
+                        dx *= edge
+                        dy *= edge
                     map_x -= cv2.resize(dx, (W, H), interpolation=cv2.INTER_LINEAR)
                     map_y -= cv2.resize(dy, (W, H), interpolation=cv2.INTER_LINEAR)
                 # fixed-point maps: bilinear at 1/32 px, about 4× cheaper than a float cubic remap
