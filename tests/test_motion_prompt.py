@@ -82,3 +82,42 @@ def test_schedule_is_deterministic_and_follows_the_steps():
     assert a.yaw(1.0) == 0.0 and a.yaw(4.0) == 10.0
     # not asked: no blink at all
     assert build(read_prompt("she smiles"), 4.0, 24, np.random.default_rng(5)).blinks == []
+
+
+def test_plan_shows_what_the_prompt_was_read_as(tmp_path):
+    """`storyengine plan` per shot: the reading, ignored words and resolutions as warnings, and in --json."""
+    import json
+
+    from PIL import Image
+    from skimage import data
+    from typer.testing import CliRunner
+
+    from storyengine.cli import app
+
+    Image.fromarray(data.coffee()).save(tmp_path / "cup.png")  # no face in it
+    (tmp_path / "s.yaml").write_text(
+        "series: s\nseed: 3\nwidth: 320\nheight: 180\nbackend: motion\nepisodes:\n  - id: e1\n    shots:\n"
+        "      - id: a\n        still: cup.png\n        duration: 1\n"
+        "        prompt: 'static camera, push in. a dragon flies, she blinks twice'\n")
+    ws = tmp_path / "ws"
+    r = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml"), "-w", str(ws), "--json"])
+    assert r.exit_code == 0, r.output
+    start = r.output.index("[")
+    m = json.loads(r.output[start:])[0]["motion"]
+    assert m["reads_prompt"] and m["read_as"] == "camera: static; blink twice"
+    assert m["ignored"] == ["dragon", "flies"] and m["faces"] == 0 and m["skipped"] == ["blink twice"]
+    assert m["resolved"] == ["'push in' conflicts with 'static' named first: kept 'static'"]
+    r = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml"), "-w", str(ws)])
+    out = " ".join(r.output.split())
+    assert 'a: ignored: "dragon", "flies"' in out
+    assert "a: resolved: 'push in' conflicts with 'static'" in out
+    assert "no face found in the still: face motions skipped" in out
+
+
+def test_backends_that_do_not_parse_the_prompt_say_so():
+    from storyengine.backends.base import VideoBackend
+    from storyengine.backends.motion import MotionBackend
+
+    assert MotionBackend.reads_prompt and not VideoBackend.reads_prompt
+    d = VideoBackend.describe_motion(None)
+    assert not d["reads_prompt"] and "not parsed" in d["read_as"]

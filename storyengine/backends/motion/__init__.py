@@ -31,7 +31,7 @@ from ...images import load_rgb
 from ...specs import ShotPlan
 from ..base import Clip, Progress, VideoBackend
 from .face import FaceRig, find_faces, window
-from .prompt import BODY_ACTIONS, FACE_ACTIONS, Reading, read_prompt
+from .prompt import FACE_ACTIONS, Reading, read_prompt
 from .timeline import Performance, build
 
 _REF_H = 360.0  # pixel amplitudes are given for a 360-px-high frame and scale with the height
@@ -235,7 +235,7 @@ class MotionBackend(VideoBackend):
         dens = max(1.0, min(1.0 + opts.push[1], min(still.shape[1] / (W * (1 + o)), still.shape[0] / (H * (1 + o)))))
         Cw, Ch = int(round(W * (1 + o) * dens)), int(round(H * (1 + o) * dens))
         canvas = cover_fit(still, Cw, Ch)
-        rigs: list[Any] = find_faces(canvas) if opts.detect_faces and plan.characters else []
+        rigs: list[Any] = find_faces(canvas) if opts.detect_faces else []
         faces = list(rigs)
         if not rigs and plan.characters:
             size = Ch / (3.0 + len(plan.characters))
