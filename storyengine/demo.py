@@ -24,7 +24,8 @@ FRAMINGS = ["medium", "close", "wide", "close", "medium", "wide", "close"]
 IMPOSTOR_SHOT = "day-2-evening"
 # Read by the motion back-end (docs/motion.md): every word here is in its vocabulary, so `plan` ignores none.
 PROMPTS = {
-    "morning": "she blinks twice and glances left, then slowly turns her head to the right; a breath, she shifts her weight",
+    "morning": "slow push in. she blinks twice and glances left, then slowly turns her head to the right; a breath, "
+               "she shifts her weight",
     "evening": "handheld. she blinks, looks down, then a deep breath, a small smile; the light passes",
 }
 
@@ -85,8 +86,11 @@ def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, 
             framing = FRAMINGS[(d - 1 + (tod == "evening") * 3) % len(FRAMINGS)]
             out = stills / f"{shot_id}.png"
             with atomic_path(out) as tmp:
-                compose_still(tmp, people=people, pet=src["pet"] if with_cat else None, time_of_day=tod,
-                              framing=framing, seed=100 * d + (tod == "evening"), size=(width, height))
+                made = compose_still(tmp, people=people, pet=src["pet"] if with_cat else None, time_of_day=tod,
+                                     framing=framing, seed=100 * d + (tod == "evening"), size=(width, height),
+                                     return_matte=True)
+            # the still's subject layer, used as given by the motion back-end for parallax (docs/motion.md)
+            _save_png(stills / f"{shot_id}.matte.png", made["matte"])
             shot = {"id": shot_id, "still": f"stills/{shot_id}.png",
                     # the planted shot is *planned* as Mara but shows someone else: the checker must catch it
                     "characters": ["mara", "chelsea"] if with_cat else ["mara"],

@@ -198,6 +198,21 @@ class MotionBackend(VideoBackend):
         return ({**options, "amplitude": new},
                 f"motion amplitude reduced to {new:.2f} (from {base:.2f}; head turns {turn:.1f}°) after {attempt} rejected take(s)")
 
+    def cache_identity(self, plan: ShotPlan) -> dict[str, Any]:
+        """What determines the frames besides the plan: id, version, resolved options, and a layered still's matte."""
+        from ...cache import file_sha256
+        from .layers import matte_path
+
+        try:
+            options: Any = self.options_for(plan).model_dump(mode="json")
+        except Exception:  # options are validated at generate time; the key must not fail first
+            options = plan.backend_options
+        ident = {"backend": self.backend_id, "version": self.version, "options": options}
+        m = matte_path(plan.still)
+        if m.is_file():
+            ident["matte"] = file_sha256(m)
+        return ident
+
     @staticmethod
     def still_for_size(path: str | Path, width: int, height: int) -> np.ndarray:
         """The still at ``path`` (EXIF-transposed RGB) cover-fitted to ``width``×``height``."""
@@ -242,12 +257,13 @@ class MotionBackend(VideoBackend):
             rigs = [_Body(Cw * (i + 1) / (len(plan.characters) + 1), Ch * 0.45, size, Ch) for i in range(len(plan.characters))]
         cam = self._camera(reading, opts, perf, W, H, Cw, Ch, dens, o, amp, amp_px, push, pull_out, pan_dir, pan_amt,
                            target_jitter, shake_phase, side, faces)
-        layered = cam.parallax and bool(faces)
+        from .layers import background_plate, given_matte, subject_matte
+
+        given = given_matte(plan.still, Cw, Ch) if cam.parallax else None  # a layered still's own subject layer
+        layered = cam.parallax and (bool(faces) or given is not None)
         matte = plate = None
         if layered:
-            from .layers import background_plate, subject_matte
-
-            matte = subject_matte(canvas, faces)
+            matte = given if given is not None else subject_matte(canvas, faces)
             plate = background_plate(canvas, matte) if matte is not None else None
             layered = plate is not None
 
@@ -278,7 +294,8 @@ class MotionBackend(VideoBackend):
             "options": opts.model_dump(mode="json"),
             "motion": {
                 "read_as": reading.summary(), "ignored": reading.ignored, "resolved": reading.resolved,
-                "camera": reading.camera, "faces": len(faces), "layers": bool(layered),
+                "camera": reading.camera, "faces": len(faces),
+                "layers": ("given" if given is not None else "grabcut") if layered else "",
                 "blinks": [round(t0 + 0.45 * d, 3) for t0, d in perf.blinks] if faces else [],
                 "mood": opts.mood, "graded": bool(opts.mood and light.grade is not None),
                 "subjects": [[round(float(f.centre[0]) / dens, 1), round(float(f.centre[1]) / dens, 1), round(f.a / dens, 1)]

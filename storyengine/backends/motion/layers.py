@@ -7,12 +7,34 @@ what the subject uncovers is the inpainted plate. Computed once per shot at a re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 from .face import FaceRig
 
 _WORK = 256  # GrabCut and inpainting run on a copy whose longer side is this many pixels
+
+
+def matte_path(still: str | Path) -> Path:
+    """Where a layered still keeps its subject layer: ``<stem>.matte.png`` next to it (grey, 255 = subject)."""
+    p = Path(still)
+    return p.with_name(p.stem + ".matte.png")
+
+
+def given_matte(still: str | Path, width: int, height: int) -> np.ndarray | None:
+    """The still's own subject layer cover-fitted like the still (float32 0..1), or None when it has none."""
+    p = matte_path(still)
+    if not p.is_file():
+        return None
+    from PIL import Image
+
+    from . import cover_fit
+
+    with Image.open(p) as im:
+        m = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    return np.clip(cover_fit(m, width, height), 0.0, 1.0).astype(np.float32)
 
 
 def subject_matte(canvas: np.ndarray, faces: list[FaceRig]) -> np.ndarray | None:
