@@ -101,10 +101,11 @@ def plan_cmd(spec: Path = typer.Argument(..., help="Series spec (YAML)."),
     for p in plans:
         for n in p.notes:
             err_console.print(f"[yellow]warning:[/] {escape(n)}", highlight=False, soft_wrap=True)
-    from .backends.base import motion_warnings
+    from .backends.base import VideoBackend, motion_warnings
     from .plugins import backend_class
 
-    motions = [backend_class(p.backend).describe_motion(p) for p in plans]  # what each prompt was read as
+    # what each prompt was read as (a plugin not built on VideoBackend gets the base's answer)
+    motions = [getattr(backend_class(p.backend), "describe_motion", VideoBackend.describe_motion)(p) for p in plans]
     for p, m in zip(plans, motions):
         for n in motion_warnings(m):
             err_console.print(f"[yellow]warning:[/] {escape(p.shot_id)}: {escape(n)}", highlight=False, soft_wrap=True)

@@ -51,7 +51,10 @@ class Light:
         if grain > 0:
             g = np.random.default_rng(grain_seed).standard_normal((H + 32, W + 32), dtype=np.float32)
             self.grain_tile = cv2.GaussianBlur(g, (0, 0), 0.6) * np.float32(grain * 255.0 / 0.62)
-            self.grain_q = np.round(self.grain_tile).astype(np.int16)  # the integer grain of the fast path
+            q = np.round(self.grain_tile)
+            # the fast path's integer grain as two saturating uint8 steps (add the positive, subtract the negative)
+            self.grain_pos = np.repeat(np.clip(q, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+            self.grain_neg = np.repeat(np.clip(-q, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
     def gains(self, i: int, t: float) -> np.ndarray:
         """Per-channel multiplier at frame ``i`` (time fraction ``t``)."""
@@ -85,8 +88,8 @@ class Light:
             lut = np.clip(np.arange(256, dtype=np.float32)[:, None] * gains[None, :] + 0.5, 0, 255).astype(np.uint8)
             img = cv2.LUT(frame, lut.reshape(256, 1, 3))
             if self.grain_tile is not None:
-                g = self.grain_q[oy:oy + self.H, ox:ox + self.W]
-                img = np.clip(img.astype(np.int16) + g[..., None], 0, 255).astype(np.uint8)
+                img = cv2.subtract(cv2.add(img, self.grain_pos[oy:oy + self.H, ox:ox + self.W]),
+                                   self.grain_neg[oy:oy + self.H, ox:ox + self.W])
         else:
             out = frame.astype(np.float32)
             if bm is not None:

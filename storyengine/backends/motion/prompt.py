@@ -127,7 +127,7 @@ class Reading:
 
     def camera_label(self) -> str:
         if self.camera == "auto":
-            return "camera: drawn by the seed (a gentle push or pull and pan)" + (" + handheld" if self.handheld else "")
+            return "camera: the seed's (a gentle push or pull, pan)" + (" + handheld" if self.handheld else "")
         name = {"push_in": "push in", "pull_out": "pull out"}.get(self.camera, self.camera)
         if self.camera_direction:
             name += f" {self.camera_direction}"
