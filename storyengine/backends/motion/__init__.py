@@ -182,8 +182,8 @@ class MotionBackend(VideoBackend):
             return out  # the still is the previous shot's last frame: faces are looked for when it renders
         n = _faces_in_still(str(p), p.stat().st_mtime_ns, plan.width, plan.height) if opts.detect_faces else 0
         out["faces"] = n
-        if n == 0:
-            out["skipped"] = face_asks or ["idle face motion"]
+        if n == 0 and face_asks:  # only worth a warning when the prompt asked the face for something
+            out["skipped"] = face_asks
             out["notes"] = [("no face found in the still" if opts.detect_faces else "face detection is off")
                             + ": face motions skipped; camera, light" + (" and body" if plan.characters else "") + " motion only"]
         return out
