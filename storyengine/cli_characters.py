@@ -98,6 +98,24 @@ def character_list(workspace: Path = WorkspaceOpt, as_json: bool = typer.Option(
     console.print(t)
 
 
+@character_app.command("consent")
+def character_consent(
+    handle: str = typer.Argument(..., help="The character."),
+    note: str = typer.Argument(..., help="Consent note: who agreed to what, and when."),
+    licence: Optional[str] = typer.Option(None, "--licence", help="Also set the licence of the photos."),
+    workspace: Path = WorkspaceOpt,
+) -> None:
+    """Record a character's consent note (required for people when the setting require_consent is on)."""
+    from .characters import set_consent
+
+    try:
+        ws, reg, _ = _open(workspace)
+        row = set_consent(reg, handle, note, licence=licence)
+    except StoryEngineError as e:
+        _fail(e)
+    console.print(f"consent for [bold]{handle}[/]: {escape(row['consent'])}", highlight=False)
+
+
 @character_app.command("show")
 def character_show(
     handle: str,

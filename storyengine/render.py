@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import plugins
+from . import anonymize, plugins
 from .backends.base import VideoBackend
 from .cache import TakeCache, digest, take_key
+from .characters import require_consent
 from .consistency import references_for
 from .continuity import chains
 from .episode import LoadedSpec, assemble
@@ -106,7 +107,7 @@ def _why_changed(plan: ShotPlan, backend: Any, settings: Settings, key: str, reg
     old_meta = TakeCache(Path(reg.workspace.series_dir(plan.series)) / "cache").get(row["cache_key"]) if reg.workspace else None
     if old_meta is None or "parts" not in old_meta.meta:
         return "no cached take for its inputs (cache cleared or damaged)"
-    new_parts = key_parts(plan, backend, take_crf=settings.take_crf)
+    new_parts = key_parts(plan, backend, take_crf=settings.take_crf, anonymize=anonymize.key_inputs(plan, settings))
     changed = [k for k in new_parts if new_parts[k] != old_meta.meta["parts"].get(k)]
     return "changed: " + ", ".join(changed) if changed else "inputs unchanged but the take is missing from the cache"
 
@@ -131,7 +132,7 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
             status[plan.shot_id] = "after"
             continue
         p0 = take_plan(plan, 0)
-        key = take_key(p0, backend, take_crf=settings.take_crf)
+        key = take_key(p0, backend, take_crf=settings.take_crf, anonymize=anonymize.key_inputs(p0, settings))
         if cache.get(key) is not None:
             out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take 1 cached ({key[:12]})"))
             status[plan.shot_id] = "cached"
@@ -168,6 +169,8 @@ class RenderRun:
         self.loaded, self.settings, self.reg = loaded, settings, reg
         self.reporter = reporter or _Silent()
         self.plans: list[ShotPlan] = plan_series(spec, loaded.path, reg, ws, episodes=episodes)
+        if settings.require_consent:
+            require_consent([c for p in self.plans for c in p.characters])
         loaded.check_files()  # LUTs and sound files exist inside the workspace
         self.out_dir = ws.series_dir(spec.series)
         if self.out_dir.exists() and not self.out_dir.is_dir():

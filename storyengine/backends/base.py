@@ -45,6 +45,7 @@ class VideoBackend:
     supports_lora: ClassVar[bool] = False
     supports_reference_images: ClassVar[bool] = False
     max_characters: ClassVar[int | None] = None
+    postprocessable: ClassVar[bool] = True  # its frames pass through storyengine (anonymize: may edit them)
     digital_source_type: ClassVar[str] = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
     class Options(BaseModel):
