@@ -169,6 +169,7 @@ class _Face:
     keep: str | None  # the kept handle, None for a bystander
     missed: int = 0
     uncertain: tuple[str, float] | None = None  # (handle, similarity) when assigned but not confidently
+    vector: np.ndarray | None = None
 
 
 class Anonymizer:
@@ -180,8 +181,8 @@ class Anonymizer:
             encoder, plus consenting faces from ``keep_faces``).
         opts: strides, strength and feather.
         mode: recorded in the report.
-        detector: what finds the faces (default ``encoder``); :func:`for_take` passes dlib's detector with
-            one upsampling and a 24 px minimum, since bystanders are often small and far away.
+        detector: what finds the faces (default ``encoder``); :func:`for_take` passes :class:`SmallFaces`,
+            since bystanders are often small and far away.
     """
 
     def __init__(self, encoder: Any, keep: list[Reference], opts: AnonymizeOptions | None = None, mode: str = "bystanders",
@@ -190,6 +191,7 @@ class Anonymizer:
         self.detector = detector or encoder
         self.report = AnonymizeReport(mode, getattr(encoder, "name", ""))
         self._tracks = 0
+        self._seen: dict[int, np.ndarray] = {}  # bystander track -> its first vector
 
     # -- keyframes
     def _vectors(self, frame: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
@@ -210,12 +212,13 @@ class Anonymizer:
         for o in obs:
             h, s = by_obs.get(id(o), (None, None))
             if h is None:
-                out.append(_Face(o.box, -1, None))
+                out.append(_Face(o.box, -1, None, vector=o.vector))
                 continue
             r = refs[h]
             rivals = [r.similarity(x.vector) for x in obs if x is not o]
             confident = s >= r.bound and all(s - x >= self.opts.cohort_margin for x in rivals)
-            out.append(_Face(o.box, -1, h) if confident else _Face(o.box, -1, None, uncertain=(h, round(float(s), 5))))
+            out.append(_Face(o.box, -1, h) if confident else
+                       _Face(o.box, -1, None, uncertain=(h, round(float(s), 5)), vector=o.vector))
         return out
 
     def _link(self, prev: list[_Face], cur: list[_Face]) -> list[_Face]:
@@ -231,13 +234,22 @@ class Anonymizer:
             cur[j].track = prev[i].track
         for j, c in enumerate(cur):
             if j not in used_c:
-                c.track = self._new_track()
+                c.track = self._identity(c)
         held = [_Face(p.box, p.track, p.keep, p.missed + 1, p.uncertain) for i, p in enumerate(prev)
                 if i not in used_p and p.keep is None and p.missed < self.opts.hold]
         return cur + held
 
-    def _new_track(self) -> int:
+    def _identity(self, face: _Face) -> int:
+        """A new track's id: that of a bystander seen before in this take when the vectors say it is the same
+        person (it was lost for a while), else a new one; so ``faces`` counts people, not track breaks."""
+        if face.keep is None and face.vector is not None:
+            bound = getattr(self.encoder, "same_bound", 1.0)
+            best = max(self._seen.items(), key=lambda kv: float(kv[1] @ face.vector), default=None)
+            if best is not None and float(best[1] @ face.vector) >= bound:
+                return best[0]
         self._tracks += 1
+        if face.keep is None and face.vector is not None:
+            self._seen[self._tracks - 1] = face.vector
         return self._tracks - 1
 
     # -- frames
@@ -310,15 +322,48 @@ def _grow(box: Box, frac: float) -> Box:
 
 # ---------------------------------------------------------------- from a plan
 def _dlib(small: bool = False) -> Any:
-    """dlib's face encoder (``small``: upsampling once, faces from 24 px: the bystander detector)."""
+    """dlib's face encoder; ``small``: the bystander detector (:class:`SmallFaces`)."""
     from .encoders.dlib_face import DlibFaceEncoder
 
     if small not in _DLIB:
-        _DLIB[small] = DlibFaceEncoder(upsample=1, min_face=24) if small else DlibFaceEncoder()
+        _DLIB[small] = SmallFaces() if small else DlibFaceEncoder()
     return _DLIB[small]
 
 
 _DLIB: dict[bool, Any] = {}
+
+
+class SmallFaces:
+    """dlib's HOG detector upsampled until a frame is at least ~700 px high (once at 360, twice at 180),
+    faces from 20 px: bystanders are often small and far away, and one missed in a frame stays recognisable."""
+
+    name, version, modality = "dlib-face", "resnet_v1", "face"
+
+    def __init__(self) -> None:
+        self._by_up: dict[int, Any] = {}
+
+    def _enc(self, up: int) -> Any:
+        from .encoders.dlib_face import DlibFaceEncoder
+
+        if up not in self._by_up:
+            self._by_up[up] = DlibFaceEncoder(upsample=up, min_face=20)
+        return self._by_up[up]
+
+    def detect(self, image: np.ndarray) -> list[tuple[Box, float]]:
+        h = image.shape[0]
+        return self._enc(2 if h < 350 else 1 if h < 700 else 0).detect(image)
+
+    def embed(self, image: np.ndarray) -> list[Any]:
+        """Detections with vectors (tests and benchmarks look with the same eyes)."""
+        from .encoders.base import Detection
+
+        enc = self._enc(0)
+        found = self.detect(image)
+        vecs = enc.embed_chips([enc.align(image, b) for b, _ in found])
+        return [Detection(box=b, vector=v, score=sc) for (b, sc), v in zip(found, vecs)]
+
+    def __getattr__(self, item: str) -> Any:  # same_bound, different_mean, align, embed_box, ...
+        return getattr(self._enc(0), item)
 
 
 def faces_in_still(still: Any) -> list[Box]:

@@ -37,7 +37,7 @@ from .shots import RefSpec, ShotContext, ShotResult, record_shot
 from .specs import EpisodeSpec, ShotPlan
 from .workspace import Workspace, atomic_path
 
-EPISODE_KEY_VERSION = 1
+EPISODE_KEY_VERSION = 2  # 2: episode manifests carry org.storyengine.consent (re-sign once)
 
 
 class Reporter(Protocol):
@@ -252,7 +252,8 @@ class RenderRun:
         shots = [{"shot": r.plan.shot_id, "take": r.takes[r.chosen].cache_key if r.chosen is not None else None,
                   "keep": [r.verdict.keep_start, r.verdict.keep_end], "verdict": r.verdict.decision,
                   "reason": r.verdict.reason if r.chosen is None else "", "mood": r.mood,
-                  "last": r.takes[-1].cache_key if r.takes else None} for r in results]
+                  "last": r.takes[-1].cache_key if r.takes else None,
+                  "consent": [[c.handle, c.consent, c.licence] for c in r.plan.characters]} for r in results]
         s = {k: getattr(self.settings, k, None)
              for k in ("crf", "preset", "disclosure", "disclosure_text", "sign", "copy_when_possible")}
         return digest({"v": EPISODE_KEY_VERSION, "episode": ep.model_dump(mode="json"), "shots": shots,
