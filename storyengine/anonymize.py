@@ -52,6 +52,8 @@ class AnonymizeOptions:
     keep_pad: float = 0.12  # a kept face's untouchable region: its box padded by this fraction
     hold: int = 1  # keyframes a face missed by the detector stays anonymised at its last box
     cohort_margin: float = 0.02  # another face this close to a character's best match makes it uncertain
+    refresh: int = 4  # a followed face is embedded and assigned again at least every this many keyframes
+    detect_height: int = 360  # the detector upsamples a frame until it is this high (720: smaller faces, ~10x cost)
 
     def key(self) -> dict[str, Any]:
         return {"version": VERSION, **self.__dict__}
@@ -61,44 +63,52 @@ class AnonymizeOptions:
 def face_mask(shape: tuple[int, int], box: Box, keep: list[Box], opts: AnonymizeOptions) -> tuple[np.ndarray, Box]:
     """The feathered mask (0-1, float32) of one bystander face over its region; returns (mask, region).
 
-    The region is ``box`` padded by ``opts.pad`` (clipped to the frame); the mask is an ellipse
-    filling the region, softened over ``opts.feather`` of its size, minus every kept face's padded box.
+    The region is ``box`` padded by ``opts.pad`` plus room for the feather (clipped to the frame); the
+    mask is an ellipse over the padded box, fully 1 over the face's own ellipse and softened outwards over
+    ``opts.feather`` of its size, times (1 - each kept face's soft mask), and exactly 0 over every kept
+    face's box padded by ``opts.keep_pad``. The soft parts are computed at a quarter of the resolution
+    (they are smooth anyway) and brought up with linear interpolation.
     """
     h, w = shape
     x0, y0, x1, y1 = box
     bw, bh = max(1, x1 - x0), max(1, y1 - y0)
     px, py = int(round(bw * opts.pad)), int(round(bh * opts.pad))
     f = max(2.0, opts.feather * max(bw + 2 * px, bh + 2 * py))
-    # room for the feather outside the ellipse
     rx0, ry0 = max(0, x0 - px - int(2 * f)), max(0, y0 - py - int(2 * f))
     rx1, ry1 = min(w, x1 + px + int(2 * f)), min(h, y1 + py + int(2 * f))
     if rx1 <= rx0 or ry1 <= ry0:
         return np.zeros((0, 0), np.float32), (rx0, ry0, rx0, ry0)
-    m = np.zeros((ry1 - ry0, rx1 - rx0), np.float32)
-    cx, cy = (x0 + x1) / 2 - rx0, (y0 + y1) / 2 - ry0
-    cv2.ellipse(m, (int(round(cx)), int(round(cy))), (int(bw / 2 + px), int(bh / 2 + py)), 0, 0, 360, 1.0, -1)
-    m = cv2.GaussianBlur(m, (0, 0), f / 2)
-    # the core stays fully covered: the blur only spreads the edge outwards
-    core = np.zeros_like(m)
-    cv2.ellipse(core, (int(round(cx)), int(round(cy))), (int(bw / 2), int(bh / 2)), 0, 0, 360, 1.0, -1)
-    m = np.maximum(m, core)
+    rw, rh = rx1 - rx0, ry1 - ry0
+    q = 4 if min(rw, rh) >= 64 else 1  # work at 1/q resolution
+
+    def ellipse(ax: float, ay: float) -> np.ndarray:
+        m = np.zeros((max(1, rh // q), max(1, rw // q)), np.float32)
+        cv2.ellipse(m, (int(round(((x0 + x1) / 2 - rx0) / q)), int(round(((y0 + y1) / 2 - ry0) / q))),
+                    (max(1, int(ax / q)), max(1, int(ay / q))), 0, 0, 360, 1.0, -1)
+        return m
+
+    soft = cv2.GaussianBlur(ellipse(bw / 2 + px, bh / 2 + py), (0, 0), max(0.5, f / 2 / q))
+    m = np.maximum(soft, ellipse(bw / 2, bh / 2))
+    m = cv2.resize(m, (rw, rh), interpolation=cv2.INTER_LINEAR) if q > 1 else m
     for k in keep:
         kx0, ky0, kx1, ky1 = k
         kpx, kpy = int(round((kx1 - kx0) * opts.keep_pad)), int(round((ky1 - ky0) * opts.keep_pad))
-        hard = np.zeros_like(m)
-        cv2.rectangle(hard, (kx0 - kpx - rx0, ky0 - kpy - ry0), (kx1 + kpx - rx0 - 1, ky1 + kpy - ry0 - 1), 1.0, -1)
-        if not hard.any():
+        hx0, hy0, hx1, hy1 = kx0 - kpx - rx0, ky0 - kpy - ry0, kx1 + kpx - rx0, ky1 + kpy - ry0
+        if hx1 <= 0 or hy1 <= 0 or hx0 >= rw or hy0 >= rh:
             continue
         kf = max(2.0, opts.feather * max(kx1 - kx0, ky1 - ky0))
-        grown = cv2.dilate(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(kf) * 2 + 1, int(kf) * 2 + 1)))
-        soft = np.maximum(hard, cv2.GaussianBlur(grown, (0, 0), kf / 2))
-        m = m * (1.0 - soft)
+        grown = np.zeros((max(1, rh // q), max(1, rw // q)), np.float32)
+        cv2.rectangle(grown, (int((hx0 - kf) / q), int((hy0 - kf) / q)), (int((hx1 + kf) / q), int((hy1 + kf) / q)), 1.0, -1)
+        ks = cv2.GaussianBlur(grown, (0, 0), max(0.5, kf / 2 / q))
+        ks = cv2.resize(ks, (rw, rh), interpolation=cv2.INTER_LINEAR) if q > 1 else ks
+        m = m * (1.0 - np.clip(ks, 0.0, 1.0))
+        m[max(0, hy0):max(0, hy1), max(0, hx0):max(0, hx1)] = 0.0  # the kept face itself: exactly untouched
     return m, (rx0, ry0, rx1, ry1)
 
 
 def obscure(region: np.ndarray, face_w: int, method: str) -> np.ndarray:
-    """The unrecognisable version of a region: pixelated to 4 blocks across the face (``pixelate``), then
-    blurred with sigma = a third of the face's width.
+    """The unrecognisable version of a region: brought down to 4 blocks across the face, smoothed, and
+    brought back up (``pixelate``: nearest-neighbour blocks, then blurred; ``blur``: bilinear).
 
     Calibrated on insightface's t1.jpg with dlib's descriptor (tests/test_anonymize.py): a face so
     treated is 0.81-0.88 similar to its original (different people in that photo: 0.81-0.90; the
@@ -106,12 +116,14 @@ def obscure(region: np.ndarray, face_w: int, method: str) -> np.ndarray:
     A lighter blur (sigma = width / 10) left faces at 0.89, too close to call.
     """
     h, w = region.shape[:2]
-    out = region
+    block = max(2, face_w // 4)
+    small = cv2.resize(region, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
     if method == "pixelate":
-        block = max(2, face_w // 4)
-        small = cv2.resize(region, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
-        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-    return cv2.GaussianBlur(out, (0, 0), max(2.0, face_w / 3))
+        up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+        s4 = cv2.resize(up, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+        s4 = cv2.GaussianBlur(s4, (0, 0), max(0.5, face_w / 3 / 4))
+        return cv2.resize(s4, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), 0.8), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def apply(frame: np.ndarray, faces: list[Box], keep: list[Box], opts: AnonymizeOptions) -> np.ndarray:
@@ -123,9 +135,10 @@ def apply(frame: np.ndarray, faces: list[Box], keep: list[Box], opts: AnonymizeO
         m, (rx0, ry0, rx1, ry1) = face_mask(frame.shape[:2], box, keep, opts)
         if m.size == 0 or not m.any():
             continue
-        roi = out[ry0:ry1, rx0:rx1].astype(np.float32)
+        roi = out[ry0:ry1, rx0:rx1]
         anon = obscure(roi, box[2] - box[0], opts.method)
-        out[ry0:ry1, rx0:rx1] = np.clip(roi * (1 - m[..., None]) + anon * m[..., None] + 0.5, 0, 255).astype(np.uint8)
+        m3 = m[..., None]
+        out[ry0:ry1, rx0:rx1] = (roi * (1 - m3) + anon * m3 + 0.5).astype(np.uint8)
     return out
 
 
@@ -170,6 +183,7 @@ class _Face:
     missed: int = 0
     uncertain: tuple[str, float] | None = None  # (handle, similarity) when assigned but not confidently
     vector: np.ndarray | None = None
+    age: int = 0  # keyframes since this face was last embedded and assigned
 
 
 class Anonymizer:
@@ -201,41 +215,50 @@ class Anonymizer:
             return list(self.encoder.embed_chips([self.encoder.align(frame, b) for b in boxes]))
         return [self.encoder.embed_box(frame, b) for b in boxes]
 
-    def classify(self, frame: np.ndarray) -> list[_Face]:
-        """Detect, embed and assign every face of one frame (tracks not yet linked)."""
-        boxes = [tuple(int(v) for v in b) for b, _ in self.detector.detect(np.ascontiguousarray(frame))]
-        obs = [Observation(b, l2n(v), "detected") for b, v in zip(boxes, self._vectors(frame, boxes))]
-        assigned = _assign(self.keep, obs, largest=False) if self.keep and obs else {}
+    def classify(self, frame: np.ndarray, faces: list[_Face], claimed: set[str] = frozenset()) -> None:
+        """Embed ``faces`` and assign them to the kept references not ``claimed`` already (in place)."""
+        obs = [Observation(f.box, l2n(v), "detected") for f, v in zip(faces, self._vectors(frame, [f.box for f in faces]))]
+        keep = [r for r in self.keep if r.handle not in claimed]
+        assigned = _assign(keep, obs, largest=False) if keep and obs else {}
         by_obs = {id(o): (h, s) for h, (s, o) in assigned.items()}
-        refs = {r.handle: r for r in self.keep}
-        out = []
-        for o in obs:
+        refs = {r.handle: r for r in keep}
+        for f, o in zip(faces, obs):
+            f.vector, f.age = o.vector, 0
             h, s = by_obs.get(id(o), (None, None))
             if h is None:
-                out.append(_Face(o.box, -1, None, vector=o.vector))
                 continue
             r = refs[h]
             rivals = [r.similarity(x.vector) for x in obs if x is not o]
-            confident = s >= r.bound and all(s - x >= self.opts.cohort_margin for x in rivals)
-            out.append(_Face(o.box, -1, h) if confident else
-                       _Face(o.box, -1, None, uncertain=(h, round(float(s), 5)), vector=o.vector))
-        return out
+            if s >= r.bound and all(s - x >= self.opts.cohort_margin for x in rivals):
+                f.keep = h
+            else:
+                f.uncertain = (h, round(float(s), 5))
 
-    def _link(self, prev: list[_Face], cur: list[_Face]) -> list[_Face]:
-        """Give ``cur`` faces the track ids of ``prev`` faces they continue; carry missed faces along for ``hold``."""
+    def keyframe(self, frame: np.ndarray, prev: list[_Face]) -> list[_Face]:
+        """Every face of a keyframe: found, linked to the previous keyframe's faces (box overlap), identified
+        (a followed face keeps its identity for ``refresh`` keyframes, the rest are embedded and assigned),
+        plus the faces the detector missed, held for ``hold`` keyframes."""
+        cur = [_Face(tuple(int(v) for v in b), -1, None) for b, _ in self.detector.detect(np.ascontiguousarray(frame))]
         pairs = sorted(((_iou(_grow(p.box, 0.5), _grow(c.box, 0.5)), i, j) for i, p in enumerate(prev)
                         for j, c in enumerate(cur)), reverse=True)
-        used_p, used_c = set(), set()
+        used_p: set[int] = set()
+        linked: dict[int, int] = {}
         for iou, i, j in pairs:
-            if iou < 0.1 or i in used_p or j in used_c:
-                continue
-            used_p.add(i)
-            used_c.add(j)
-            cur[j].track = prev[i].track
+            if iou >= 0.1 and i not in used_p and j not in linked:
+                used_p.add(i)
+                linked[j] = i
+        fresh = []
         for j, c in enumerate(cur):
-            if j not in used_c:
-                c.track = self._identity(c)
-        held = [_Face(p.box, p.track, p.keep, p.missed + 1, p.uncertain) for i, p in enumerate(prev)
+            p = prev[linked[j]] if j in linked else None
+            if p is not None and p.missed == 0 and p.age + 1 < self.opts.refresh:
+                c.keep, c.uncertain, c.vector, c.age = p.keep, p.uncertain, p.vector, p.age + 1
+            else:
+                fresh.append(c)
+        fresh_ids = {id(c) for c in fresh}
+        self.classify(frame, fresh, {c.keep for c in cur if c.keep is not None and id(c) not in fresh_ids})
+        for j, c in enumerate(cur):
+            c.track = prev[linked[j]].track if j in linked else self._identity(c)
+        held = [_Face(p.box, p.track, p.keep, p.missed + 1, p.uncertain, p.vector, p.age) for i, p in enumerate(prev)
                 if i not in used_p and p.keep is None and p.missed < self.opts.hold]
         return cur + held
 
@@ -290,18 +313,18 @@ class Anonymizer:
         base = 0  # index of buf[0] (a keyframe)
         for i, frame in enumerate(frames):
             if prev is None:
-                prev = self._link([], self.classify(frame))
+                prev = self.keyframe(frame, [])
                 buf, base = [frame], i
                 continue
             buf.append(frame)
             if len(buf) - 1 < stride:
                 continue
-            cur = self._link(prev, self.classify(frame))
+            cur = self.keyframe(frame, prev)
             yield from self._flush(buf[:-1], base, prev, cur, stride, seen)
             prev, buf, base = cur, [frame], i
         if buf and prev is not None:
             if len(buf) > 1:  # the last frame is a keyframe too
-                last = self._link(prev, self.classify(buf[-1]))
+                last = self.keyframe(buf[-1], prev)
                 yield from self._flush(buf[:-1], base, prev, last, len(buf) - 1, seen)
                 prev, buf, base = last, [buf[-1]], base + len(buf) - 1
             yield self._emit(base, buf[0], prev, seen)
@@ -321,25 +344,28 @@ def _grow(box: Box, frac: float) -> Box:
 
 
 # ---------------------------------------------------------------- from a plan
-def _dlib(small: bool = False) -> Any:
-    """dlib's face encoder; ``small``: the bystander detector (:class:`SmallFaces`)."""
+def _dlib(small: bool = False, target: int = 360) -> Any:
+    """dlib's face encoder; ``small``: the bystander detector (:class:`SmallFaces` for ``target``)."""
     from .encoders.dlib_face import DlibFaceEncoder
 
-    if small not in _DLIB:
-        _DLIB[small] = SmallFaces() if small else DlibFaceEncoder()
-    return _DLIB[small]
+    key = (small, target if small else 0)
+    if key not in _DLIB:
+        _DLIB[key] = SmallFaces(target) if small else DlibFaceEncoder()
+    return _DLIB[key]
 
 
-_DLIB: dict[bool, Any] = {}
+_DLIB: dict[tuple[bool, int], Any] = {}
 
 
 class SmallFaces:
-    """dlib's HOG detector upsampled until a frame is at least ~700 px high (once at 360, twice at 180),
-    faces from 20 px: bystanders are often small and far away, and one missed in a frame stays recognisable."""
+    """dlib's HOG detector, upsampled until the frame is at least ``target`` px high (its window is 80 px:
+    faces from ~22 % of the height at 360, ~11 % at 720), faces from 20 px. 360 costs ~50 ms a detection
+    at 640x360 here; 720 (setting ``anonymize_small_faces``) about ten times that."""
 
     name, version, modality = "dlib-face", "resnet_v1", "face"
 
-    def __init__(self) -> None:
+    def __init__(self, target: int = 360) -> None:
+        self.target = target
         self._by_up: dict[int, Any] = {}
 
     def _enc(self, up: int) -> Any:
@@ -350,8 +376,10 @@ class SmallFaces:
         return self._by_up[up]
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float]]:
-        h = image.shape[0]
-        return self._enc(2 if h < 350 else 1 if h < 700 else 0).detect(image)
+        h, up = image.shape[0], 0
+        while h * 2 ** up < self.target * 0.97 and up < 3:
+            up += 1
+        return self._enc(up).detect(image)
 
     def embed(self, image: np.ndarray) -> list[Any]:
         """Detections with vectors (tests and benchmarks look with the same eyes)."""
@@ -389,7 +417,8 @@ def options_from(settings: Any) -> AnonymizeOptions:
         from .errors import StoryEngineError
 
         raise StoryEngineError(f"setting 'anonymize_method' must be one of {', '.join(METHODS)} but is {method!r}")
-    return AnonymizeOptions(stride=max(1, int(getattr(settings, "anonymize_stride", 6))), method=method)
+    return AnonymizeOptions(stride=max(1, int(getattr(settings, "anonymize_stride", 6))), method=method,
+                            detect_height=720 if getattr(settings, "anonymize_small_faces", False) else 360)
 
 
 def kept_handles(plan: Any) -> set[str]:
@@ -423,7 +452,8 @@ def for_take(plan: Any, refs: list[Reference], settings: Any) -> Anonymizer | No
         for k, box in enumerate(plan.keep_faces):
             v = l2n(enc.embed_box(still, tuple(box)))
             keep.append(Reference(f"keep_faces[{k}]", enc, v[None], v, floor, "keep_faces (one still)"))
-    return Anonymizer(enc, keep, options_from(settings), plan.anonymize, detector=_dlib(small=True))
+    opts = options_from(settings)
+    return Anonymizer(enc, keep, opts, plan.anonymize, detector=_dlib(small=True, target=opts.detect_height))
 
 
 def uncertain_as_drift(scores: list[Any], report: dict[str, Any], refs: list[Reference]) -> tuple[list[Any], int]:

@@ -46,6 +46,7 @@ class Settings:
     require_consent: bool = False  # refuse to render a `person` character whose registry entry has no consent note
     anonymize_stride: int = 6  # anonymisation: a full face detection every Nth frame, faces interpolated between
     anonymize_method: str = "pixelate"  # pixelate (then blur) | blur
+    anonymize_small_faces: bool = False  # detect from ~11 % of the frame height instead of ~22 % (about 10x the detection cost)
     # registration
     outlier_force: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
