@@ -287,3 +287,25 @@ def test_keep_faces_resolves_to_a_box_and_all_but_drops_the_others(gws):
     from storyengine.anonymize import kept_handles
 
     assert plans[0].anonymize == "all-but" and kept_handles(plans[0]) == set()
+
+
+def test_an_uncertain_character_face_is_anonymised_and_counted_as_drift(enc, group):
+    """A face that resembles the character but not confidently (here: a bound it cannot reach) is a bystander,
+    and the checker is told its similarity, so blurring it cannot turn drift into 'not visible'."""
+    from storyengine.anonymize import MODES, uncertain_as_drift
+    from storyengine.specs import ANONYMIZE_MODES, FrameScore
+
+    assert MODES == ANONYMIZE_MODES
+    img, faces = group
+    vec = faces[1][1]
+    strict = Reference("ada", enc, vec[None], vec, 1.01, "test")  # unreachable: never confident
+    a = Anonymizer(enc, [strict], AnonymizeOptions(stride=6))
+    out = list(a.run(iter(_pan(img, 7))))
+    rep = a.report.to_dict()
+    assert rep["faces"] == 4 and rep["kept"] == [] and sorted(rep["uncertain"]["ada"]) == [str(i) for i in range(7)]
+    assert all(0.95 < s <= 1.0 for s in rep["uncertain"]["ada"].values())  # the same face, moved: high, yet not certain
+    x0, y0, x1, y1 = faces[1][0]
+    assert not np.array_equal(out[0][y0:y1, x0:x1], img[y0:y1, x0:x1])
+    scores = [FrameScore(index=i, time=i / 8, character="ada", encoder="dlib-face", similarity=None) for i in range(7)]
+    fixed, n = uncertain_as_drift(scores, rep, [strict])
+    assert n == 7 and all(s.drifted and s.similarity == rep["uncertain"]["ada"][str(s.index)] for s in fixed)
