@@ -154,6 +154,8 @@ def plan_series(
             num_frames = backend_cls.planned_num_frames(max(1, round(shot.duration * spec.fps)), opts)
             min_dur = shot.min_duration if shot.min_duration is not None else 0.6 * shot.duration
             anon = _anonymize_plan(spec, (ei, i), still, backend_cls, reg, spec_path, where)
+            if shot.keep_faces and anon["anonymize"] == "none":
+                notes.append(f"{where}: keep_faces is set but anonymize is none here: no face is anonymised anyway")
             plan = ShotPlan(
                 series=spec.series, episode_id=ep.id, shot_id=shot.id, index=i, still=str(still),
                 characters=chars, prompt=prompt,

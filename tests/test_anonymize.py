@@ -283,6 +283,8 @@ def test_plan_time_errors_name_the_line(gws, monkeypatch):
 def test_keep_faces_resolves_to_a_box_and_all_but_drops_the_others(gws):
     plans = _plan(gws, _spec(keep_faces="[0, [510, 20, 600, 110]]"))
     assert plans[0].anonymize == "bystanders" and len(plans[0].keep_faces) == 2
+    plans = _plan(gws, _spec(anonymize="none", keep_faces="[0]"))
+    assert plans[0].anonymize == "none" and "keep_faces is set but anonymize is none here" in plans[0].notes[-1]
     plans = _plan(gws, _spec(anonymize="{all-but: []}"))
     from storyengine.anonymize import kept_handles
 
