@@ -56,12 +56,17 @@ def backend_identity(backend: Any, plan: ShotPlan) -> dict[str, Any]:
             "version": getattr(backend, "version", "0"), "options": options}
 
 
-def key_parts(plan: ShotPlan, backend: Any, *, take_crf: int) -> dict[str, str]:
-    """The frame key's inputs, each hashed on its own (so ``render --dry-run`` can say what changed)."""
+def key_parts(plan: ShotPlan, backend: Any, *, take_crf: int, anonymize: dict[str, Any] | None = None) -> dict[str, str]:
+    """The frame key's inputs, each hashed on its own (so ``render --dry-run`` can say what changed).
+
+    ``anonymize`` is :func:`storyengine.anonymize.key_inputs` (None when off: the key is then the
+    same as before anonymisation existed, so turning it off reuses the untouched takes).
+    """
     p = plan.model_dump(mode="json")
     for k in ("episode_id", "index", "min_frames", "bound", "duration", "takes", "moods", "continues_from",
               "still", "characters", "seed", "prompt", "backend", "backend_options", "shot_id", "series", "notes",
-              "pinned_take", "take_decisions"):  # the creator's decisions choose among takes, never change frames
+              "pinned_take", "take_decisions",  # the creator's decisions choose among takes, never change frames
+              "anonymize", "anonymize_keep", "keep_faces"):  # keyed apart, only when anonymisation is on
         p.pop(k, None)
     chars = [
         {"handle": c.handle, "kind": c.kind,
@@ -77,12 +82,13 @@ def key_parts(plan: ShotPlan, backend: Any, *, take_crf: int) -> dict[str, str]:
         "back-end": digest(backend_identity(backend, plan)),
         "frames and size": digest(p),  # fps, width, height, num_frames, conditioning, take
         "take encoding": digest({"take_crf": take_crf, "cache": CACHE_VERSION}),
+        **({"anonymize": digest(anonymize)} if anonymize else {}),
     }
 
 
-def take_key(plan: ShotPlan, backend: Any, *, take_crf: int) -> str:
+def take_key(plan: ShotPlan, backend: Any, *, take_crf: int, anonymize: dict[str, Any] | None = None) -> str:
     """The frame key of a take: equal keys mean byte-identical frames."""
-    return digest(key_parts(plan, backend, take_crf=take_crf))
+    return digest(key_parts(plan, backend, take_crf=take_crf, anonymize=anonymize))
 
 
 def check_key(frame_key: str, refs: Iterable[Any], settings: Any, plan: ShotPlan) -> str:

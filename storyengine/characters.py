@@ -57,6 +57,30 @@ def add_photos(reg: Registry, ws: Workspace, handle: str, photos: list[Path], *,
                               licence=licence, settings=settings)
 
 
+def set_consent(reg: Registry, handle: str, consent: str, *, licence: str | None = None) -> dict[str, Any]:
+    """Record a character's consent note (who agreed to what; and optionally the photos' licence); returns the row."""
+    reg.character(handle)  # names the handle when unknown
+    consent = consent.strip()
+    if not consent:
+        raise RegistryError(f"the consent note for {handle!r} is empty: say who agreed to what, e.g. "
+                            f'storyengine character consent {handle} "Mara Diaz, signed release 2026-03-01, any series"')
+    update = {"consent": consent, **({"licence": licence.strip()} if licence is not None else {})}
+    with reg.transaction() as db:
+        db["characters"].update(handle, update)
+    return reg.character(handle)
+
+
+def require_consent(characters: list[Any]) -> None:
+    """Raise ConsentError for the first `person` character without a consent note (``require_consent``)."""
+    from .errors import ConsentError
+
+    for c in characters:
+        if c.kind == "person" and not (c.consent or "").strip():
+            raise ConsentError(f"character {c.handle!r} ({c.name}) is a person with no consent note, and the setting "
+                               f"require_consent is on: record who agreed to what with\n"
+                               f'  storyengine character consent {c.handle} "who agreed, to what, when"')
+
+
 def remove_photo(reg: Registry, ws: Workspace, handle: str, photo_id: int) -> dict[str, Any]:
     """Remove one photo, its vectors and its file; identity statistics are recomputed in the same transaction."""
     reg.character(handle)

@@ -20,7 +20,7 @@ from .errors import SpecError, StoryEngineError, UnsafePathError
 from .finishing import MOODS, Finisher, load_cube, mood_baked
 from .hashing import file_sha256
 from .planner import load_series
-from .provenance import Credential, sign_episode, take_title
+from .provenance import Credential, episode_consent, sign_episode, take_title
 from .settings import Settings
 from .shots import ShotResult
 from .specs import EpisodeSpec, Finish, SeriesSpec
@@ -183,5 +183,6 @@ def assemble(loaded: LoadedSpec, ep: EpisodeSpec, results: list[ShotResult], out
         sign_episode(out_path, credential=credential, clips=[s.path for s in segments], disclosure=disclosure,
                      title=ep.title or ep.id, clip_titles=[take_title(r.plan.shot_id, r.takes[r.chosen].take) for r in used],
                      left_out=[r.plan.shot_id for r in results if r.chosen is None],
-                     human_decisions=_human_decisions(used))
+                     human_decisions=_human_decisions(used),
+                     consent=episode_consent([(r.plan, r.takes[r.chosen].anonymized) for r in used]))
     return info

@@ -39,3 +39,8 @@ class WorkspaceBusy(StoryEngineError):
 
 class OutputError(StoryEngineError):
     """An output file cannot be written (disk full, unwritable folder); the message names the path."""
+
+
+class ConsentError(StoryEngineError):
+    """``require_consent`` is on and a `person` character has no consent note; the message names the
+    character and the command that adds one."""

@@ -76,6 +76,7 @@ def character_ref(reg: Registry, ws: Workspace, handle: str) -> CharacterRef:
         photos=[str(ws.root / p["path"]) for p in reg.photos(handle)],
         adapters=[{"path": str(ws.root / a["path"]), "weight": a["weight"], "trigger": a["trigger"],
                    "base": a["base"], "sha256": a["sha256"]} for a in reg.adapters(handle)],
+        consent=row["consent"] or "", licence=row["licence"] or "",
     )
 
 
@@ -108,7 +109,7 @@ def plan_series(
             raise SpecError(f"episode {ep_id!r} is not in {spec_path} (episodes: {', '.join(known_eps)})")
     refs: dict[str, CharacterRef] = {}
     plans: list[ShotPlan] = []
-    for ep in spec.episodes:
+    for ei, ep in enumerate(spec.episodes):
         if episodes and ep.id not in episodes:
             continue
         previous: ShotPlan | None = None
@@ -152,6 +153,9 @@ def plan_series(
             prompt = prompt_with_triggers(shot.prompt, chars) if backend_cls.supports_lora else shot.prompt
             num_frames = backend_cls.planned_num_frames(max(1, round(shot.duration * spec.fps)), opts)
             min_dur = shot.min_duration if shot.min_duration is not None else 0.6 * shot.duration
+            anon = _anonymize_plan(spec, (ei, i), still, backend_cls, reg, spec_path, where)
+            if shot.keep_faces and anon["anonymize"] == "none":
+                notes.append(f"{where}: keep_faces is set but anonymize is none here: no face is anonymised anyway")
             plan = ShotPlan(
                 series=spec.series, episode_id=ep.id, shot_id=shot.id, index=i, still=str(still),
                 characters=chars, prompt=prompt,
@@ -161,11 +165,55 @@ def plan_series(
                 bound=shot.bound, backend=spec.backend, backend_options=options,
                 conditioning=conditioning, continues_from=continues_from, takes=shot.takes, moods=list(shot.moods),
                 pinned_take=shot.take,
-                notes=notes,
+                notes=notes, **anon,
             )
             plans.append(plan)
             previous = plan
     return plans
+
+
+def _line(spec_path: str | Path, loc: tuple[Any, ...]) -> str:
+    """``path:LINE`` of the YAML node at ``loc`` (the file's own line numbers), or just the path."""
+    try:
+        node = _node_at(yaml.compose(Path(spec_path).read_text(encoding="utf-8")), loc)
+    except (OSError, yaml.YAMLError):
+        node = None
+    return f"{spec_path}:{node.start_mark.line + 1}" if node is not None else str(spec_path)
+
+
+def _anonymize_plan(spec: SeriesSpec, at: tuple[int, int], still: Path, backend_cls: type, reg: Registry,
+                    spec_path: str | Path, where: str) -> dict[str, Any]:
+    """The shot's resolved ``anonymize`` (shot, else episode, else series; default none), its all-but
+    handles and its ``keep_faces`` as boxes in the still; SpecError (file:line) on a bad one."""
+    ei, si = at
+    ep = spec.episodes[ei]
+    shot = ep.shots[si]
+    levels = [(shot.anonymize, ("episodes", ei, "shots", si, "anonymize")), (ep.anonymize, ("episodes", ei, "anonymize")),
+              (spec.anonymize, ("anonymize",))]
+    value, loc = next(((v, l) for v, l in levels if v is not None), ("none", ("anonymize",)))
+    mode, keep = (value, []) if isinstance(value, str) else ("all-but", list(value["all-but"]))
+    if mode != "none" and not getattr(backend_cls, "postprocessable", True):
+        raise SpecError(f"{_line(spec_path, loc)}: {where}: anonymize: {mode} needs frames storyengine can edit, but back-end "
+                        f"{backend_cls.backend_id!r} delivers frames that cannot be post-processed; use `anonymize: none` "
+                        "or another back-end")
+    for j, h in enumerate(keep):
+        if not reg.has_character(h):
+            known = ", ".join(c["handle"] for c in reg.characters()) or "none"
+            raise SpecError(f"{_line(spec_path, loc + ('all-but', j))}: {where}: anonymize.all-but: unknown character "
+                            f"{h!r} (registered: {known})")
+    boxes: list[tuple[int, int, int, int]] = []
+    if shot.keep_faces:
+        from .anonymize import faces_in_still, match_face
+
+        found = faces_in_still(still)
+        for j, f in enumerate(shot.keep_faces):
+            box = match_face(found, f)
+            if box is None:
+                listed = ", ".join(f"{k}: {list(b)}" for k, b in enumerate(found)) or "none"
+                raise SpecError(f"{_line(spec_path, ('episodes', ei, 'shots', si, 'keep_faces', j))}: {where}: keep_faces[{j}]: "
+                                f"{f!r} names no face in the still {still.name} (faces found, left to right: {listed})")
+            boxes.append(box)
+    return {"anonymize": mode, "anonymize_keep": keep, "keep_faces": boxes}
 
 
 def _backend_options(backend_cls: type, options: dict[str, Any], spec_path: str | Path, where: str):

@@ -53,6 +53,8 @@ DEV_ORG = "storyengine development credential (untrusted)"
 CREDENTIAL_LABEL = "org.storyengine.credential"
 RENDER_LABEL = "org.storyengine.render"
 EPISODE_LABEL = "org.storyengine.episode"
+CONSENT_LABEL = "org.storyengine.consent"
+"""Consent and licence of every character in the clip, and the anonymisation applied to bystanders."""
 
 ALGORITHMS = ("es256", "ps256")
 
@@ -213,7 +215,8 @@ def _make_dev_chain() -> tuple[bytes, bytes, bytes]:
 # --------------------------------------------------------------------------------------------
 
 def sign_clip(path: Path, *, credential: Credential, backend_id: str, model: str | None, seed: int,
-              source_still: Path, digital_source_type: str, title: str, extra: dict | None = None) -> None:
+              source_still: Path, digital_source_type: str, title: str, extra: dict | None = None,
+              consent: dict | None = None) -> None:
     """Add a C2PA manifest to the clip at ``path`` (MP4/MOV), in place and atomically.
 
     Args:
@@ -225,6 +228,7 @@ def sign_clip(path: Path, *, credential: Credential, backend_id: str, model: str
             back-ends) or :data:`ALGORITHMIC_MEDIA` (weight-free motion).
         extra: more render facts (e.g. ``{"shot": "s01e02-sh03", "character": "ada"}``) for
             ``org.storyengine.render``.
+        consent: the ``org.storyengine.consent`` assertion (:func:`consent_assertion`), if any.
 
     Raises MediaError naming the file when the clip or still is missing or signing fails; the
     original file is then left byte-identical.
@@ -243,7 +247,10 @@ def sign_clip(path: Path, *, credential: Credential, backend_id: str, model: str
         "description": "AI-extended footage of a real person, made from a still photo",
         "parameters": {**params, "ingredientIds": ["source-still"]},
     }
-    manifest = _manifest(title, path, credential, [created], [{"label": RENDER_LABEL, "data": _jsonable(render)}])
+    assertions = [{"label": RENDER_LABEL, "data": _jsonable(render)}]
+    if consent is not None:
+        assertions.append({"label": CONSENT_LABEL, "data": _jsonable(consent)})
+    manifest = _manifest(title, path, credential, [created], assertions)
     ingredients = [({"title": source_still.name, "relationship": "inputTo", "label": "source-still"}, source_still)]
     _sign(path, manifest, ingredients, credential)
 
@@ -259,7 +266,18 @@ def credential_for(settings: Settings) -> Credential:
     return ensure_dev_credential(base)
 
 
-def sign_take(path: Path, plan: Any, backend: Any, credential: Credential, mood: str = "") -> None:
+def consent_assertion(characters: list[Any], anonymized: dict | None, mode: str = "none") -> dict:
+    """The ``org.storyengine.consent`` data: each character's kind, consent note and licence, and the
+    anonymisation applied (``{"mode": "none"}`` when the shot anonymises nothing)."""
+    chars = [{"handle": c.handle, "kind": c.kind, "consent": getattr(c, "consent", "") or None,
+              "licence": getattr(c, "licence", "") or None} for c in characters]
+    anon = {k: anonymized[k] for k in ("mode", "faces", "frames", "frame_count", "summary") if k in anonymized} \
+        if anonymized else {"mode": mode}
+    return {"characters": chars, "anonymization": anon}
+
+
+def sign_take(path: Path, plan: Any, backend: Any, credential: Credential, mood: str = "",
+              anonymized: dict | None = None) -> None:
     """Sign a final take file: c2pa.created with the back-end's digital source type, model, seed, still.
 
     ``plan`` is the take's own plan (``plan.take`` is its 0-based number); the manifest is titled
@@ -272,7 +290,8 @@ def sign_take(path: Path, plan: Any, backend: Any, credential: Credential, mood:
               digital_source_type=getattr(backend, "digital_source_type", None) or TRAINED_ALGORITHMIC_MEDIA,
               title=take_title(plan.shot_id, plan.take + 1),
               extra={"series": plan.series, "episode": plan.episode_id, "shot": plan.shot_id, "take": plan.take + 1,
-                     "characters": [c.handle for c in plan.characters], **({"mood": mood} if mood else {})})
+                     "characters": [c.handle for c in plan.characters], **({"mood": mood} if mood else {})},
+              consent=consent_assertion(plan.characters, anonymized, getattr(plan, "anonymize", "none")))
 
 
 def take_title(shot_id: str, take: int) -> str:
@@ -287,15 +306,15 @@ class TakeSigner:
         self.backend, self.settings = backend, settings
         self._credential: Credential | None = None
 
-    def __call__(self, path: Path, plan: Any, mood: str = "") -> None:
+    def __call__(self, path: Path, plan: Any, mood: str = "", anonymized: dict | None = None) -> None:
         if self._credential is None:
             self._credential = credential_for(self.settings)
-        sign_take(path, plan, self.backend, self._credential, mood)
+        sign_take(path, plan, self.backend, self._credential, mood, anonymized)
 
 
 def sign_episode(path: Path, *, credential: Credential, clips: list[Path], disclosure: str | None,
                  title: str, clip_titles: list[str] | None = None, left_out: list[str] | None = None,
-                 human_decisions: list[dict] | None = None) -> None:
+                 human_decisions: list[dict] | None = None, consent: dict | None = None) -> None:
     """Add a C2PA manifest to a stitched episode, with every clip as a ``componentOf`` ingredient.
 
     The clips' own manifests travel along as ingredient manifests. The ``c2pa.created`` action
@@ -308,6 +327,7 @@ def sign_episode(path: Path, *, credential: Credential, clips: list[Path], discl
     card alone, signed as :data:`COMPOSITE_SYNTHETIC` with no ingredients, and its manifest says
     that every shot was left out. ``human_decisions`` lists the takes a person chose over the
     checker (``{shot, take, action: use|accept, reason, at, source}``; storyengine.decisions).
+    ``consent`` (:func:`episode_consent`) becomes the episode's ``org.storyengine.consent`` assertion.
     """
     path = Path(path)
     clips = [Path(c) for c in clips]
@@ -350,9 +370,25 @@ def sign_episode(path: Path, *, credential: Credential, clips: list[Path], discl
         "human_decisions": list(human_decisions or []),  # takes chosen by a person, not the checker (issue 15)
         "disclosure": {"mode": "disabled" if disclosure is None else "label", "text": disclosure},
     }
-    manifest = _manifest(title, path, credential, actions, [{"label": EPISODE_LABEL, "data": _jsonable(episode)}])
+    assertions = [{"label": EPISODE_LABEL, "data": _jsonable(episode)}]
+    if consent is not None:
+        assertions.append({"label": CONSENT_LABEL, "data": _jsonable(consent)})
+    manifest = _manifest(title, path, credential, actions, assertions)
     ingredients = [({"title": t, "relationship": "componentOf", "label": i}, c) for i, t, c in zip(ids, titles, clips)]
     _sign(path, manifest, ingredients, credential)
+
+
+def episode_consent(takes: list[tuple[Any, dict | None]]) -> dict:
+    """The episode's consent assertion from its used takes ``(plan, anonymisation report)``: every character
+    once, and per shot the anonymisation applied."""
+    chars: dict[str, Any] = {}
+    shots = []
+    for plan, anon in takes:
+        for c in plan.characters:
+            chars.setdefault(c.handle, c)
+        a = consent_assertion([], anon, getattr(plan, "anonymize", "none"))["anonymization"]
+        shots.append({"shot": plan.shot_id, **a})
+    return {"characters": consent_assertion(list(chars.values()), None)["characters"], "anonymization": shots}
 
 
 def _manifest(title: str, path: Path, cred: Credential, actions: list[dict], assertions: list[dict]) -> dict:
@@ -450,6 +486,7 @@ class VerifyResult:
     digital_source_types: list[str] = field(default_factory=list)
     render: dict | None = None
     episode: dict | None = None
+    consent: dict | None = None
     failures: list[Status] = field(default_factory=list)
     informational: list[Status] = field(default_factory=list)
     validation_state: str | None = None
@@ -490,8 +527,23 @@ class VerifyResult:
             for d in self.episode.get("human_decisions") or []:  # issue 15: a person's choice, not the checker's
                 out.append(f"  human decision: {d.get('shot')} {d.get('action')} take {d.get('take')}"
                            f"{' — ' + d['reason'] if d.get('reason') else ''}")
+        out += _consent_lines(self.consent)
         out += [f"  {s.kind}: {s.code} — {s.explanation}" for s in self.failures]
         return out
+
+
+def _consent_lines(consent: dict | None) -> list[str]:
+    """The consent assertion as ``verify`` prints it: one line per character, one per anonymisation."""
+    if not consent:
+        return []
+    out = [f"  consent: {c['handle']} ({c.get('kind')}): {c.get('consent') or 'no consent note'}"
+           f" · licence: {c.get('licence') or 'none recorded'}" for c in consent.get("characters") or []]
+    anon = consent.get("anonymization")
+    for a in anon if isinstance(anon, list) else [anon] if anon else []:
+        where = f"{a['shot']}: " if a.get("shot") else ""
+        what = a.get("summary") or ("off" if a.get("mode") == "none" else a.get("mode"))
+        out.append(f"  anonymization: {where}{a.get('mode')} — {what}")
+    return out
 
 
 def verify(path: Path, *, trust_anchors: Path | None = None, fmt: str | None = None) -> VerifyResult:
@@ -582,6 +634,7 @@ def _classify(path: Path, store: dict) -> VerifyResult:
         digital_source_types=[a["digitalSourceType"] for a in actions if a.get("digitalSourceType")],
         render=assertions.get(RENDER_LABEL),
         episode=assertions.get(EPISODE_LABEL),
+        consent=assertions.get(CONSENT_LABEL),
         failures=failures,
         informational=info,
         validation_state=state_raw,

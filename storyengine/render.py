@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import cohort, decisions, media, plugins
+from . import anonymize, cohort, decisions, media, plugins
 from .backends.base import VideoBackend
 from .cache import TakeCache, digest, take_key
+from .characters import require_consent
 from .consistency import references_for
 from .continuity import chains
 from .episode import LoadedSpec, assemble
@@ -32,11 +33,11 @@ from .provenance import credential_for
 from .registry import Registry
 from .report import build_report
 from .settings import Settings
-from .shots import RefSpec, ShotContext, ShotResult, record_shot, take_inputs
+from .shots import RefSpec, ShotContext, ShotResult, record_shot, take_inputs, take_key_of
 from .specs import EpisodeSpec, ShotPlan
 from .workspace import Workspace, atomic_path
 
-EPISODE_KEY_VERSION = 1
+EPISODE_KEY_VERSION = 2  # 2: episode manifests carry org.storyengine.consent (re-sign once)
 
 
 class Reporter(Protocol):
@@ -106,7 +107,7 @@ def _why_changed(plan: ShotPlan, backend: Any, settings: Settings, key: str, reg
     old_meta = TakeCache(Path(reg.workspace.series_dir(plan.series)) / "cache").get(row["cache_key"]) if reg.workspace else None
     if old_meta is None or "parts" not in old_meta.meta:
         return "no cached take for its inputs (cache cleared or damaged)"
-    new_parts = key_parts(plan, backend, take_crf=settings.take_crf)
+    new_parts = key_parts(plan, backend, take_crf=settings.take_crf, anonymize=anonymize.key_inputs(plan, settings))
     changed = [k for k in new_parts if new_parts[k] != old_meta.meta["parts"].get(k)]
     return "changed: " + ", ".join(changed) if changed else "inputs unchanged but the take is missing from the cache"
 
@@ -132,7 +133,7 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
             continue
         k = (plan.pinned_take or 1) - 1  # a pinned take (spec `take: N` or `takes use`) is the one the render reads
         p0 = take_inputs(plan, k, backend)[0]  # mood options (and a retry's softer motion) are part of the key
-        key = take_key(p0, backend, take_crf=settings.take_crf)
+        key = take_key_of(p0, backend, settings)  # anonymisation too
         if cache.get(key) is not None:
             out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take {k + 1} cached ({key[:12]})"))
             status[plan.shot_id] = "cached"
@@ -170,6 +171,8 @@ class RenderRun:
         self.reporter = reporter or _Silent()
         # the creator's take choices (spec `take: N`, `storyengine takes use|accept|reject`) ride on the plans
         self.plans: list[ShotPlan] = decisions.apply(reg, plan_series(spec, loaded.path, reg, ws, episodes=episodes))
+        if settings.require_consent:
+            require_consent([c for p in self.plans for c in p.characters])
         loaded.check_files()  # LUTs and sound files exist inside the workspace
         self.out_dir = ws.series_dir(spec.series)
         if self.out_dir.exists() and not self.out_dir.is_dir():
@@ -255,7 +258,8 @@ class RenderRun:
                   "keep": [r.verdict.keep_start, r.verdict.keep_end], "verdict": r.verdict.decision,
                   "reason": r.verdict.reason if r.chosen is None else "", "mood": r.mood,
                   "last": r.takes[-1].cache_key if r.takes else None,
-                  "human": r.takes[r.chosen].human if r.chosen is not None else None} for r in results]
+                  "human": r.takes[r.chosen].human if r.chosen is not None else None,
+                  "consent": [[c.handle, c.consent, c.licence] for c in r.plan.characters]} for r in results]
         s = {k: getattr(self.settings, k, None)
              for k in ("crf", "preset", "disclosure", "disclosure_text", "sign", "copy_when_possible")}
         return digest({"v": EPISODE_KEY_VERSION, "episode": ep.model_dump(mode="json"), "shots": shots,

@@ -120,8 +120,31 @@ def _shot(reg: Registry, t: dict[str, Any], takes: int) -> dict[str, Any]:
         # the creator's decision honoured for this take ({take, action, reason, at, source}), or None (issue 15;
         # the HTML report should show it next to the verdict)
         "human": json.loads(t["human"]) if t.get("human") else None,
+        "anonymized": _anonymized(reg, t),
         "characters": chars,
     }
+
+
+def _anonymized(reg: Registry, t: dict[str, Any]) -> dict[str, Any] | None:
+    """What the take's anonymisation did (``{"faces", "frames": [[a, b], ...], ...}``), from its cache entry;
+    when that is gone, from the finding the checker stored (no registry column needed)."""
+    if t.get("cache_key") and reg.workspace is not None:
+        from .cache import TakeCache
+
+        try:
+            entry = TakeCache(reg.workspace.series_dir(t["series"]) / "cache").get(t["cache_key"])
+        except ValueError:
+            entry = None
+        if entry is not None:
+            return entry.meta.get("anonymized")
+    import re
+
+    for f in json.loads(t.get("findings") or "[]"):
+        m = re.fullmatch(r"anonymised (\d+) bystander face\(s\) in frames (.+)", f)
+        if m:
+            frames = [[int(x) for x in r.split("–")] * (1 if "–" in r else 2) for r in m.group(2).split(", ")]
+            return {"faces": int(m.group(1)), "frames": frames, "summary": f}
+    return None
 
 
 def _characters(reg: Registry, finals: list[dict[str, Any]], episode_order: list[str]) -> list[dict[str, Any]]:

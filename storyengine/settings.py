@@ -43,6 +43,11 @@ class Settings:
     c2pa_alg: str = "es256"  # es256 | ps256
     c2pa_tsa_url: str = ""  # RFC 3161 timestamp authority; empty = none
     c2pa_dir: str = ""  # where the development credential lives (default ~/.config/storyengine/c2pa)
+    # consent and bystanders (docs/spec.md "Bystanders", docs/provenance.md)
+    require_consent: bool = False  # refuse to render a `person` character whose registry entry has no consent note
+    anonymize_stride: int = 6  # anonymisation: a full face detection every Nth frame, faces interpolated between
+    anonymize_method: str = "pixelate"  # pixelate (then blur) | blur
+    anonymize_small_faces: bool = False  # detect from ~11 % of the frame height instead of ~22 % (about 10x the detection cost)
     # registration
     outlier_force: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import decisions, media
+from . import anonymize, decisions, media
 from .cache import CachedTake, TakeCache, check_key, key_parts, take_key
 from .consistency import Reference, check
 from .planner import take_plan
@@ -88,6 +88,7 @@ class TakeResult:
     decision: str = ""  # accept / trim / retry / reject as recorded
     mood: str = ""
     human: dict | None = None  # the creator's decision honoured for this take (storyengine.decisions)
+    anonymized: dict[str, Any] | None = None  # AnonymizeReport.to_dict() when the shot anonymises bystanders
 
     @property
     def accepted(self) -> bool:
@@ -143,12 +144,18 @@ def _link(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
-def write_take(backend: Any, plan: ShotPlan, path: Path, settings: Settings, progress: Callable[[int], None]) -> int:
-    """Generate one take and stream it to ``path`` (temp file + rename). Returns frames written."""
+def write_take(backend: Any, plan: ShotPlan, path: Path, settings: Settings, progress: Callable[[int], None],
+               anonymizer: Any = None) -> int:
+    """Generate one take and stream it to ``path`` (temp file + rename). Returns frames written.
+
+    With an ``anonymizer`` (:class:`storyengine.anonymize.Anonymizer`) the frames pass through it on
+    their way to the file: bystanders are anonymised before anything else sees the take.
+    """
     clip = backend.generate(plan, progress=lambda d, t: progress(d))
+    frames = anonymizer.run(clip.frames) if anonymizer is not None else clip.frames
     with atomic_path(path) as tmp:
         with media.VideoWriter(tmp, clip.width, clip.height, clip.fps, crf=settings.take_crf, preset="veryfast") as w:
-            for i, frame in enumerate(clip.frames):
+            for i, frame in enumerate(frames):
                 w.write(frame)
                 progress(i + 1)
         return w.frames_written
@@ -157,6 +164,8 @@ def write_take(backend: Any, plan: ShotPlan, path: Path, settings: Settings, pro
 def _shot_refs(plan: ShotPlan, refs: list[Reference]) -> list[Reference]:
     """The references of the characters planned in this shot (with the shot's bound override)."""
     mine = [r for r in refs if r.handle in {c.handle for c in plan.characters}]
+    if plan.anonymize == "all-but":  # characters left out of all-but are anonymised: nothing of theirs to check
+        mine = [r for r in mine if r.handle in plan.anonymize_keep]
     if plan.bound is not None:
         mine = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override", r.cohort) for r in mine]
     return mine
@@ -192,19 +201,24 @@ class TakeJob:
 def _cached_take(job: TakeJob, p: ShotPlan, mood: str, label: str) -> tuple[CachedTake, bool]:
     """Take ``p`` from the cache, or generate, sign and cache it; (entry, generated)."""
     settings, cache = job.ctx.settings, job.ctx.cache
-    key = take_key(p, job.backend, take_crf=settings.take_crf)
+    anon_key = anonymize.key_inputs(p, settings)
+    key = take_key_of(p, job.backend, settings)
     entry = cache.get(key)
     if entry is not None:
         return entry, False
     shot_id = job.plan.shot_id
     job.note(shot_id, 0, p.num_frames, f"{label}: generating")
     target = cache.path_for(key)
-    n = write_take(job.backend, p, target, settings, lambda d: job.note(shot_id, d, p.num_frames, f"{label}: generating"))
+    anon = anonymize.for_take(p, job.refs, settings)
+    n = write_take(job.backend, p, target, settings, lambda d: job.note(shot_id, d, p.num_frames, f"{label}: generating"),
+                   anon)
+    report = anon.report.to_dict() if anon is not None else None
     if job.signer is not None:
-        job.signer(target, p, mood)
+        job.signer(target, p, mood, anonymized=report)
     entry = cache.put(key, target, {"frames": n, "shot": shot_id, "take": p.take + 1, "seed": p.seed,
                                     "backend": job.plan.backend, "mood": mood, "signed": job.signer is not None,
-                                    "parts": key_parts(p, job.backend, take_crf=settings.take_crf)})
+                                    "anonymized": report,
+                                    "parts": key_parts(p, job.backend, take_crf=settings.take_crf, anonymize=anon_key)})
     return entry, True
 
 
@@ -220,10 +234,11 @@ def _checked(job: TakeJob, entry: CachedTake, path: Path, p: ShotPlan, label: st
         job.note(job.plan.shot_id, 0, n, f"{label}: checking")
         res = check(path, job.refs, min_frames=p.min_frames, settings=job.ctx.settings,
                     progress=lambda d, t: job.note(job.plan.shot_id, d, n, f"{label}: checking"))
-        verdict, scores = res.verdict, res.scores
+        verdict, scores = anonymize.checked_with(res, entry.meta.get("anonymized"), job.refs, p.min_frames, job.ctx.settings)
     else:
+        anon = entry.meta.get("anonymized")
         verdict, scores = Verdict(decision="accept", reason="no characters planned: nothing to check",
-                                  keep_start=0, keep_end=n), []
+                                  keep_start=0, keep_end=n, findings=[anon["summary"]] if anon else []), []
     job.ctx.cache.add_check(entry, ck, {"verdict": verdict.model_dump(mode="json"),
                                         "scores": [x.model_dump(mode="json") for x in scores]})
     return verdict, scores, True
@@ -239,7 +254,7 @@ def produce_take(job: TakeJob, k: int, *, pinned: int | None = None) -> TakeResu
     """
     p, mood, soft_note = take_inputs(job.plan, k, job.backend)
     if pinned is not None and k != pinned - 1:
-        if job.ctx.cache.get(take_key(p, job.backend, take_crf=job.ctx.settings.take_crf)) is None:
+        if job.ctx.cache.get(take_key_of(p, job.backend, job.ctx.settings)) is None:
             return None
     label = f"take {k + 1}{f' ({mood})' if mood else ''}"
     entry, generated = _cached_take(job, p, mood, label)
@@ -256,7 +271,7 @@ def produce_take(job: TakeJob, k: int, *, pinned: int | None = None) -> TakeResu
     if human:
         verdict = overrule(verdict, human, n)
     return TakeResult(k + 1, p.seed, str(path), entry.key, n, generated, checked, verdict, scores,
-                      decision=verdict.decision, mood=mood, human=human)
+                      decision=verdict.decision, mood=mood, human=human, anonymized=entry.meta.get("anonymized"))
 
 
 def _pinned_take(plan: ShotPlan, backend: Any, settings: Settings) -> tuple[int | None, str | None]:
@@ -267,7 +282,7 @@ def _pinned_take(plan: ShotPlan, backend: Any, settings: Settings) -> tuple[int 
     if use is None:
         return pin, None
     p = take_inputs(plan, pin - 1, backend)[0]
-    if take_key(p, backend, take_crf=settings.take_crf) == use["cache_key"]:
+    if take_key_of(p, backend, settings) == use["cache_key"]:
         return pin, None
     return None, (f"the creator's `use` of take {pin} ({use.get('at') or 'earlier'}) was made on other frames "
                   "(the shot's inputs changed since): not applied")
@@ -310,6 +325,11 @@ def _softened(backend: Any, p: ShotPlan, retry: int) -> tuple[ShotPlan, str]:
         return p, ""
     options, note = backend.soften(dict(p.backend_options), retry)
     return p.model_copy(update={"backend_options": options}), note
+
+
+def take_key_of(p: ShotPlan, backend: Any, settings: Settings) -> str:
+    """The cache key of take plan ``p`` (see :func:`take_inputs`): its frames' inputs, anonymisation included."""
+    return take_key(p, backend, take_crf=settings.take_crf, anonymize=anonymize.key_inputs(p, settings))
 
 
 def take_inputs(plan: ShotPlan, k: int, backend: Any) -> tuple[ShotPlan, str, str]:

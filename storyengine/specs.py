@@ -24,6 +24,27 @@ def _check_ambience(v: str) -> str:
     return v
 
 
+ANONYMIZE_MODES = ("none", "bystanders", "all-but")  # kept equal to storyengine.anonymize.MODES (tested)
+AnonymizeSetting = str | dict[str, list[str]] | None
+
+
+def _check_anonymize(v: AnonymizeSetting) -> AnonymizeSetting:
+    """``none`` | ``bystanders`` | ``{all-but: [handle, ...]}`` (None: inherited)."""
+    if v is None:
+        return v
+    if isinstance(v, str):
+        if v not in ("none", "bystanders"):
+            hint = "; `all-but` takes a list: `anonymize: {all-but: [mara]}`" if v == "all-but" else ""
+            raise ValueError(f"unknown anonymize mode {v!r}; use none, bystanders or {{all-but: [handles]}}{hint}")
+        return v
+    if set(v) != {"all-but"}:
+        raise ValueError(f"anonymize as a mapping takes exactly one key, `all-but`, got {sorted(v)}")
+    for h in v["all-but"]:
+        if not HANDLE_RE.fullmatch(h):
+            raise ValueError(f"character handle {h!r} in anonymize.all-but must be a lowercase slug")
+    return v
+
+
 def _slug(v: str, what: str) -> str:
     if not SLUG_RE.fullmatch(v):
         raise ValueError(f"{what} {v!r} must be a lowercase slug (letters, digits, '-', '_')")
@@ -127,6 +148,26 @@ class ShotSpec(_Strict):
     moods: list[str] = Field(default_factory=list, description="Mood preset per take, cycled (neutral | warm | distant | uneasy).")
     take: int | None = Field(None, ge=1, le=8, description="Pin take N: the episode uses it whatever the checker says "
                              "(a human decision, recorded in the report and the episode's C2PA manifest).")
+    anonymize: AnonymizeSetting = Field(None, description="none | bystanders | {all-but: [handles]} (default: the episode's).")
+    keep_faces: list[int | list[int]] = Field(default_factory=list, description=(
+        "Faces in the still that consented and stay recognisable: an index (0 = leftmost face dlib finds in the "
+        "still) or a box [x0, y0, x1, y1] in still pixels."))
+
+    @field_validator("anonymize")
+    @classmethod
+    def _anonymize(cls, v: AnonymizeSetting) -> AnonymizeSetting:
+        return _check_anonymize(v)
+
+    @field_validator("keep_faces")
+    @classmethod
+    def _keep_faces(cls, v: list[int | list[int]]) -> list[int | list[int]]:
+        for f in v:
+            if isinstance(f, int):
+                if f < 0:
+                    raise ValueError(f"a face index must be >= 0, got {f}")
+            elif len(f) != 4 or f[2] <= f[0] or f[3] <= f[1]:
+                raise ValueError(f"a face box is [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {f}")
+        return v
 
     @field_validator("ambience")
     @classmethod
@@ -186,6 +227,12 @@ class EpisodeSpec(_Strict):
     end_card: EndCard | None = None
     beats: list[float] = Field(default_factory=list, description="Marks (seconds from the episode start) that cuts snap to.")
     finish: Finish | None = Field(None, description="Overrides the series' finish for this episode.")
+    anonymize: AnonymizeSetting = Field(None, description="none | bystanders | {all-but: [handles]} (default: the series').")
+
+    @field_validator("anonymize")
+    @classmethod
+    def _anonymize(cls, v: AnonymizeSetting) -> AnonymizeSetting:
+        return _check_anonymize(v)
 
     @field_validator("beats")
     @classmethod
@@ -220,7 +267,13 @@ class SeriesSpec(_Strict):
     height: int = Field(360, ge=16, le=4320)
     seed: int = Field(0, ge=0)
     finish: Finish = Field(default_factory=Finish, description="Finishing for every episode (an episode's `finish` replaces it).")
+    anonymize: AnonymizeSetting = Field(None, description="none (default) | bystanders | {all-but: [handles]}: faces that were not cast.")
     episodes: list[EpisodeSpec] = Field(min_length=1)
+
+    @field_validator("anonymize")
+    @classmethod
+    def _anonymize(cls, v: AnonymizeSetting) -> AnonymizeSetting:
+        return _check_anonymize(v)
 
     @field_validator("series")
     @classmethod
@@ -258,6 +311,8 @@ class CharacterRef(_Strict):
     kind: Literal["person", "pet", "object", "drawn"]
     photos: list[str] = Field(default_factory=list, description="Absolute paths of the registered photos.")
     adapters: list[dict[str, Any]] = Field(default_factory=list)
+    consent: str = Field("", description="The registry's consent note (what the person agreed to).")
+    licence: str = Field("", description="The registry's licence note for the photos.")
 
 
 class ShotPlan(_Strict):
@@ -290,6 +345,9 @@ class ShotPlan(_Strict):
     pinned_take: int | None = None
     take_decisions: list[dict[str, Any]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="Warnings for the user (e.g. the still's resize policy).")
+    anonymize: Literal["none", "bystanders", "all-but"] = "none"
+    anonymize_keep: list[str] = Field(default_factory=list, description="all-but: the handles left recognisable.")
+    keep_faces: list[tuple[int, int, int, int]] = Field(default_factory=list, description="Consenting faces: boxes in still pixels.")
 
     @property
     def still_path(self) -> Path:

@@ -222,3 +222,28 @@ def test_a_png_strip_per_shot_shows_the_motion(demo_ws):
     assert img.shape == (120, 6 * 213)  # six frames at 120 px high (320x180 frames)
     first, last = img[:, :213], img[:, -213:]
     assert np.abs(first - last).mean() > 1.0  # the frames differ: the shot moves
+
+
+def test_the_stranger_on_day_1_is_anonymised_in_every_frame(demo_ws):
+    """Day 1 morning has a bystander (Grace Hopper further down the carriage): covered in every frame, never matched."""
+    import numpy as np
+
+    from storyengine.anonymize import _dlib
+    from storyengine.demo.stills import bystander_sources
+
+    report = json.loads((demo_ws.renders / "subway-diary" / "report.json").read_text())
+    shots = {s["shot"]: s for e in report["episodes"] for s in e["shots"]}
+    anon = shots["day-1-morning"]["anonymized"]
+    assert anon["faces"] == 1 and anon["frames"] == [[0, 71]] and anon["kept"] == ["mara"]
+    assert shots["day-1-evening"]["anonymized"]["faces"] == 0  # the cat fills the far side: no stranger
+    stranger = bystander_sources()[-1]
+    enc = _dlib(small=True)
+    original = enc.embed(stranger.image)[0].vector
+    reg = Registry.open(demo_ws)
+    mara = np.stack([v.vector / np.linalg.norm(v.vector) for v in reg.vectors("mara", "dlib-face")])
+    reg.close()
+    take = demo_ws.root / shots["day-1-morning"]["path"]
+    seen = [d.vector for i, f in enumerate(media.iter_frames(take)) if i % 6 == 0 for d in enc.embed(f)]
+    others = [float(v @ original) for v in seen if float(np.max(mara @ v)) < enc.same_bound]  # every face but Mara's
+    assert len(seen) - len(others) == 12  # Mara is found, untouched, in each of the 12 sampled frames
+    assert max(others, default=0.0) < enc.same_bound - 0.02, others

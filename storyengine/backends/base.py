@@ -46,6 +46,7 @@ class VideoBackend:
     supports_reference_images: ClassVar[bool] = False
     max_characters: ClassVar[int | None] = None
     reads_prompt: ClassVar[bool] = False  # True: the prompt is parsed into motions (see describe_motion)
+    postprocessable: ClassVar[bool] = True  # its frames pass through storyengine (anonymize: may edit them)
     digital_source_type: ClassVar[str] = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
     class Options(BaseModel):

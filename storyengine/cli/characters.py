@@ -145,6 +145,29 @@ def character_list(workspace: Optional[Path] = WorkspaceOpt, as_json: bool = Jso
         info("no characters yet: storyengine character add HANDLE PHOTO... (or --from CARD)")
 
 
+@command(app, "consent")
+def character_consent(handle: str = typer.Argument(..., metavar="HANDLE", help="The character."),
+                      note: str = typer.Argument(..., metavar="NOTE", help="Consent note: who agreed to what, and when."),
+                      licence: Optional[str] = typer.Option(None, "--licence", metavar="TEXT",
+                                                            help="Also set the licence of the photos."),
+                      workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt) -> None:
+    """Record a character's consent note (required for people when the setting require_consent is on).
+
+    Example: storyengine character consent mara "Mara Oyelaran, signed release 2026-11-01" --licence CC-BY-4.0
+    """
+    from ..characters import set_consent
+
+    try:
+        _, reg, _ = _open(workspace)
+        row = set_consent(reg, handle, note, licence=licence)
+    except StoryEngineError as e:
+        fail(e)
+    if as_json:
+        emit_json({"handle": handle, "consent": row["consent"], "licence": row.get("licence")})
+        return
+    say(f"consent for {handle}: {row['consent']}")
+
+
 def show_views(data: dict, full: bool = False) -> list[View]:
     """The photos, identity and adapters tables of `character show` (``full``: whole sha256, for pipes)."""
     sha = (lambda h: h) if full else (lambda h: h[:12])

@@ -72,9 +72,11 @@ def register_demo_characters(ws: Workspace, reg: Registry, settings: Settings) -
 
 def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, seconds: float) -> Path:
     """Compose two stills a day and write ``episodes/subway-diary.yaml``; returns the spec path."""
-    from .stills import compose_still, demo_sources
+    from .stills import bystander_sources, compose_still, demo_sources
 
     src = demo_sources()
+    strangers = bystander_sources()
+    n_by = 0
     stills = ws.episodes / "stills"
     episodes = []
     for d in range(1, days + 1):
@@ -85,11 +87,14 @@ def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, 
             with_cat = (d + (tod == "evening")) % 2 == 0 and not impostor  # day 1 evening, day 2 morning, …
             people = [src["impostor"] if impostor else src["person"]]
             framing = FRAMINGS[(d - 1 + (tod == "evening") * 3) % len(FRAMINGS)]
+            # a stranger further down the carriage wherever the cat does not fill the far side (not in the planted shot)
+            bystanders = [] if with_cat or impostor else [strangers[n_by % len(strangers)]]
+            n_by += len(bystanders)
             out = stills / f"{shot_id}.png"
             with atomic_path(out) as tmp:
                 made = compose_still(tmp, people=people, pet=src["pet"] if with_cat else None, time_of_day=tod,
                                      framing=framing, seed=100 * d + (tod == "evening"), size=(width, height),
-                                     return_matte=True)
+                                     bystanders=bystanders, return_matte=True)
             # the still's subject layer, used as given by the motion back-end for parallax (docs/motion.md)
             _save_png(stills / f"{shot_id}.matte.png", made["matte"])
             shot = {"id": shot_id, "still": f"stills/{shot_id}.png",
@@ -100,11 +105,12 @@ def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, 
         episodes.append({"id": f"day-{d}", "title": f"Day {d} — {WEEKDAYS[d - 1]}", "ambience": "carriage",
                          "transition": {"type": "crossfade", "duration": 0.75}, "shots": shots})
     spec = {"series": SERIES, "title": "Subway Diary", "backend": "motion", "fps": 24, "width": width,
-            "height": height, "seed": 7, "episodes": episodes}
+            "height": height, "seed": 7, "anonymize": "bystanders", "episodes": episodes}
     path = ws.episodes / f"{SERIES}.yaml"
     header = ("# The subway diary: one episode a day, a morning and an evening shot each.\n"
               f"# Written by `storyengine demo`. The shot {IMPOSTOR_SHOT} is planted: its still shows a\n"
-              "# different person in Mara's place, and the drift checker must leave it out.\n")
+              "# different person in Mara's place, and the drift checker must leave it out. Strangers in the\n"
+              "# carriage were not cast: `anonymize: bystanders` makes their faces unrecognisable in every frame.\n")
     with atomic_path(path) as tmp:
         tmp.write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
     return path

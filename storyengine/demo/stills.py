@@ -74,6 +74,8 @@ def demo_sources() -> dict[str, Source]:
       flag and the shuttle model;
     - ``pet``: Chelsea the cat (``skimage.data.chelsea()``);
     - ``impostor``: Rear Admiral Grace Hopper, US Navy photo (matplotlib's sample ``grace_hopper.jpg``).
+
+    Bystanders (faces that were not cast, anonymised by the demo) come from :func:`bystander_sources`.
     """
     from matplotlib import cbook
     from PIL import Image
@@ -100,6 +102,17 @@ def demo_sources() -> dict[str, Source]:
             credit="US Navy photo of Grace Hopper (public domain), via matplotlib",
         ),
     }
+
+
+def bystander_sources() -> list[Source]:
+    """Strangers in the carriage (not registered: the demo anonymises them): Grace Hopper again (the
+    impostor's public-domain US Navy photo), standing further down the carriage.
+
+    A man from insightface's group photo ``t1.jpg`` was tried too: GrabCut on that cluttered, turned
+    three-quarter view cut out a floating head that dlib's detector scored at its threshold, so the demo
+    keeps to the one clean, frontal, public-domain stranger; t1.jpg serves the tests (tests/test_anonymize.py).
+    """
+    return [demo_sources()["impostor"]]
 
 
 def source_from_array(name: str, image: np.ndarray, kind: Literal["person", "pet"] = "person") -> Source:
@@ -470,6 +483,7 @@ def compose_still(
     size: tuple[int, int] = (640, 360),
     return_image: bool = False,
     return_matte: bool = False,
+    bystanders: list[Source] | None = None,
 ) -> dict:
     """Draw a subway carriage and composite ``people`` (and ``pet``) into it; write a PNG to ``out_path``.
 
@@ -482,6 +496,9 @@ def compose_still(
             than 110 px in a 360-px-high still (scaled with the height), so dlib's HOG finds them.
         seed: varies the carriage (adverts, seat fabric, windows, poles, side) and mirrors the layout.
         size: (width, height) in pixels, both even.
+        bystanders: strangers further down the carriage, on the far side from the (first) person, their
+            faces 0.7× the character's (never under 0.24 of the height: 43 px at 180 px high, what the
+            anonymiser's detector needs); drawn before the people. Their subjects have kind ``"bystander"``.
 
     Returns:
         ``{"path", "size", "time_of_day", "framing", "seed", "subjects": [{"name", "kind", "box", "face"}],
@@ -525,7 +542,10 @@ def compose_still(
         x0 = -hide if side > 0 else W - pw + hide
         pet_layer = (rgb, alpha, x0, H - alpha.shape[0])
 
-    # 3. People, furthest first; each sized by its face and anchored to the frame's bottom edge.
+    # 3. Bystanders (furthest back), then people, furthest first; each sized by its face.
+    for j, b in enumerate(bystanders or []):
+        scene, subj = _bystander(scene, b, j, fr, side, time_of_day, light_side, (W, H))
+        subjects.append(subj)
     n = len(people)
     for i, p in enumerate(people):
         fx0, fy0, fx1, fy1 = p.face  # type: ignore[misc]
@@ -580,7 +600,7 @@ def compose_still(
         "path": str(out_path) if out_path is not None else None,
         "size": [W, H], "time_of_day": time_of_day, "framing": framing, "seed": seed,
         "subjects": subjects,
-        "credits": [s.credit for s in ([pet] if pet else []) + list(people) if s.credit],
+        "credits": [s.credit for s in ([pet] if pet else []) + list(people) + list(bystanders or []) if s.credit],
     }
     if out_path is not None:
         from PIL import Image
@@ -592,6 +612,30 @@ def compose_still(
     if return_matte:
         meta["matte"] = (np.clip(matte, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return meta
+
+
+def _bystander(scene: np.ndarray, b: Source, j: int, fr: dict[str, float], side: int, tod: str, light_side: int,
+               size: tuple[int, int]) -> tuple[np.ndarray, dict]:
+    """Composite one bystander on the far side of the frame, its face 0.7× a character's, standing (face high up)."""
+    W, H = size
+    fx0, fy0, fx1, fy1 = b.face  # type: ignore[misc]
+    face_h = max(0.7 * max(fr["face"] * H, MIN_FACE_AT_360 * H / 360.0), 0.24 * H)  # 0.24 H: 43 px at 180 px high
+    scale = face_h / (fy1 - fy0)
+    flip = side > 0  # faces the middle of the carriage, like the character on the other side
+    rgb, alpha = _place(*cutout(b), scale, flip)
+    cxf = ((fx0 + fx1) / 2.0) * scale
+    if flip:
+        cxf = alpha.shape[1] - cxf
+    x_face = W * (0.84 - 0.12 * j)
+    if side < 0:
+        x_face = W - x_face
+    x0, y0 = int(round(x_face - cxf)), int(round(H * (0.12 + 0.05 * j) - fy0 * scale))
+    y0 = max(y0, H - alpha.shape[0])
+    L, A = _paste(scene.shape, rgb, alpha, x0, y0)
+    scene = _composite(scene, L, A, tod, light_side)
+    face_box = [x0 + int(round(cxf - (fx1 - fx0) * scale / 2)), y0 + int(round(fy0 * scale)),
+                x0 + int(round(cxf + (fx1 - fx0) * scale / 2)), y0 + int(round(fy1 * scale))]
+    return scene, {"name": b.name, "kind": "bystander", "box": _box_of(A), "face": face_box}
 
 
 def _box_of(A: np.ndarray) -> list[int] | None:
