@@ -16,7 +16,7 @@ from .errors import StoryEngineError
 @character_app.command("train-lora")
 def character_train_lora(
     handle: str = typer.Argument(..., help="The registered character to train on (its photos are the data)."),
-    base: str = typer.Option(..., "--base", help="Back-end whose model is trained: wan | ltx."),
+    base: str = typer.Option(..., "--base", help="Back-end whose model is trained: wan | wan-vace | ltx."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or local folder (default: the back-end's default model)."),
     rank: int = typer.Option(16, "--rank", min=1, max=256, help="LoRA rank."),
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps."),

@@ -348,6 +348,10 @@ def test_native_generation_is_retimed_with_motion_compensation(files, pipes):
     video = np.stack(list(clip.frames))
     assert video.shape == (25, 64, 64, 3)
     assert (clip.meta["generated_frames"], clip.meta["generation_fps"], clip.meta["segments"]) == (17, 16, 1)
+    # the same 17 frames generated directly at 16 fps: output frame i sits at source position i·16/24
+    source = np.stack(list(make(pipes, "wan", width=64, height=64).generate(plan(files, fps=16, num_frames=17)).frames))
+    assert np.array_equal(video[0], source[0]) and np.array_equal(video[3], source[2]) and np.array_equal(video[24], source[16])
+    assert not np.array_equal(video[1], source[0]) and not np.array_equal(video[1], source[1])
 
 
 def test_native_longer_shots_chain_from_the_last_frame(files, pipes):
@@ -471,3 +475,36 @@ def test_consisid_passes_the_aligned_face_crop_and_refuses_a_still_without_face(
     backend = ConsisIDBackend({"steps": 2, "max_sequence_length": 16, "timing": "plan"}, pipeline=pipe, face_embedder=no_face)
     with pytest.raises(BackendError, match=r"no face found in '.*photo.png' \(shot 'a'\)"):
         backend.prepare_inputs(plan(files, "consisid"))
+
+
+# -- ArcFace on the GPU install path -------------------------------------------------------------
+
+
+def test_conformance_arcface_prefers_cuda_and_says_which_provider_runs(tmp_path, monkeypatch):
+    pytest.importorskip("insightface")
+    import onnxruntime
+
+    from storyengine.encoders import insightface_face
+    from tiny_onnx import make_pack
+
+    make_pack(tmp_path)
+    assert insightface_face.default_providers()[-1] == "CPUExecutionProvider"
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert insightface_face.default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    enc = insightface_face.ArcFaceEncoder(root=tmp_path, det_size=(320, 320))
+    # this machine's onnxruntime has no CUDA: the session falls back, and the encoder says so
+    assert enc.provider in ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert enc.recogniser.session.get_providers()[0] == enc.provider
+
+
+def test_vram_bench_gpu_skips_cleanly_without_cuda():
+    import os
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: run scripts/bench_gpu.py itself")
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, str(root / "scripts" / "bench_gpu.py")], capture_output=True, text=True,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=300)
+    assert res.returncode == 0 and "no CUDA device here; skipped" in res.stdout
