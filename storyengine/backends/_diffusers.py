@@ -687,7 +687,7 @@ def load_into_second_expert(pipe, path: Path, name: str) -> None:
     with safe_open(str(path), "pt") as f:
         own = [k for k in f.keys() if k.startswith("transformer_2.")]
         if not own:
-            pipe.load_lora_weights(str(path), adapter_name=name, load_into_transformer_2=True)
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name, load_into_transformer_2=True)
             return
         state = {"transformer." + k[len("transformer_2."):]: f.get_tensor(k) for k in own}
         raw = (f.metadata() or {}).get("lora_adapter_metadata")
@@ -744,8 +744,8 @@ class AdapterSet:
             for attr in denoisers:  # Wan 2.2 A14B: into both experts
                 if attr == "transformer_2":
                     load_into_second_expert(pipe, p, name)
-                else:
-                    pipe.load_lora_weights(str(p), adapter_name=name)
+                else:  # folder + weight_name: diffusers 0.35 refuses a bare file path when offline
+                    pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name)
         except (ValueError, KeyError, RuntimeError) as e:
             self._forget(pipe, name)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
