@@ -246,7 +246,8 @@ def cogvideox_vae():
     )
 
 
-def cogvideox_i2v():
+def cogvideox_i2v(frames: int = FRAMES):
+    """``frames=49``: the real model's learned positional embeddings (sample_frames 49)."""
     from diffusers import CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel, DDIMScheduler
 
     torch.manual_seed(0)
@@ -260,7 +261,7 @@ def cogvideox_i2v():
         num_layers=1,
         sample_width=SIZE // 8,
         sample_height=SIZE // 8,
-        sample_frames=FRAMES,
+        sample_frames=frames,
         patch_size=2,
         temporal_compression_ratio=4,
         max_text_seq_length=16,
