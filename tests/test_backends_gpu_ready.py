@@ -388,6 +388,19 @@ def test_native_interpolation_moves_content_instead_of_duplicating():
     assert np.array_equal(frames[0], a) and np.array_equal(frames[2], b) and not np.array_equal(frames[1], a)
 
 
+def test_native_interpolation_recovers_the_in_between_frame():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((120, 200, 3)) * 255).astype(np.float32), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    view = lambda dx: texture[:, 20 - dx:180 - dx]  # noqa: E731  (a camera pan)
+    a, b, truth = view(0), view(8), view(4)
+    err = lambda x: np.abs(x.astype(float) - truth)[10:-10, 10:-10].mean()  # noqa: E731
+    mid = D.interpolate(a, b, 0.5)
+    assert err(mid) < 3 and err(mid) < err((a.astype(float) + b) / 2) / 5 and err(mid) < err(a) / 10
+
+
 def test_native_a_circle_stays_round_through_the_aspect_path():
     frame = Image.new("RGB", (720, 480), (0, 0, 0))  # CogVideoX's only size, 3:2
     ImageDraw.Draw(frame).ellipse((260, 140, 460, 340), fill=(255, 255, 255))  # a 200 px circle
