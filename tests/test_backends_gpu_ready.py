@@ -258,6 +258,26 @@ def test_fake_cuda_training_forward_runs_on_cuda_tensors():
         assert out.device.type == "cuda" and tuple(out.shape) == (1, 16, 2, 8, 8)
 
 
+def test_conformance_encoders_leave_the_gpu_while_the_transformer_trains():
+    from types import SimpleNamespace
+
+    from storyengine.lora import _park, _unpark
+
+    class Recorded(torch.nn.Linear):
+        def to(self, *args, **kwargs):
+            self.moves.append(str(args[0]))
+            return super().to(*args, **kwargs)
+
+    text, vae = Recorded(8, 8), Recorded(8, 8)
+    text.moves, vae.moves = [], []
+    pipe = SimpleNamespace(text_encoder=text, image_encoder=None, vae=vae)
+    assert _park(pipe, torch.device("cpu")) == {} and text.moves == []  # nothing to free on a CPU run
+    parked = _park(pipe, torch.device("cuda"))  # the transformer trains on a GPU
+    assert set(parked) == {"text_encoder", "vae"} and text.moves == ["cpu"] and vae.moves == ["cpu"]
+    _unpark(pipe, parked)
+    assert text.moves == ["cpu", "cpu"]  # back where it was (here: the CPU it came from)
+
+
 # -- vram ----------------------------------------------------------------------------------------
 
 
