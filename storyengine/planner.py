@@ -152,6 +152,8 @@ def plan_series(
                 conditioning[conditioning.index("still")] = f"still:previous:{continues_from}"
             prompt = prompt_with_triggers(shot.prompt, chars) if backend_cls.supports_lora else shot.prompt
             num_frames = backend_cls.planned_num_frames(max(1, round(shot.duration * spec.fps)), opts)
+            timing = getattr(backend_cls, "planned_timing", None)  # model-native timing (diffusers back-ends)
+            gen_frames, gen_fps = timing(num_frames, spec.fps, opts) if timing else (num_frames, spec.fps)
             min_dur = shot.min_duration if shot.min_duration is not None else 0.6 * shot.duration
             anon = _anonymize_plan(spec, (ei, i), still, backend_cls, reg, spec_path, where)
             if shot.keep_faces and anon["anonymize"] == "none":
@@ -161,6 +163,7 @@ def plan_series(
                 characters=chars, prompt=prompt,
                 seed=shot.seed if shot.seed is not None else derive_seed(spec.seed, shot.id),
                 fps=spec.fps, width=spec.width, height=spec.height, num_frames=num_frames,
+                generation_frames=gen_frames, generation_fps=gen_fps,
                 duration=num_frames / spec.fps, min_frames=min(num_frames, max(1, round(min_dur * spec.fps))),
                 bound=shot.bound, backend=spec.backend, backend_options=options,
                 conditioning=conditioning, continues_from=continues_from, takes=shot.takes, moods=list(shot.moods),

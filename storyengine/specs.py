@@ -333,6 +333,8 @@ class ShotPlan(_Strict):
     num_frames: int
     duration: float
     min_frames: int
+    generation_frames: int | None = Field(None, description="Frames the model generates (its native timing; chained segments joined).")
+    generation_fps: int | None = Field(None, description="The rate the model generates at; frames are retimed to `fps`.")
     bound: float | None = None
     backend: str
     backend_options: dict[str, Any] = Field(default_factory=dict)

@@ -396,8 +396,9 @@ def test_32_hub_model_not_available_offline(w, monkeypatch):
     with pytest.raises(BackendError) as e:
         _ = WanBackend({"model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"}).pipeline
     assert str(e.value) == ("wan: weights for 'Wan-AI/Wan2.1-I2V-14B-480P-Diffusers' are not available locally "
-                            "(HF_HUB_OFFLINE=1); fetch them with `huggingface-cli download "
-                            "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers` or set the back-end option model to a local folder")
+                            "(HF_HUB_OFFLINE=1); fetch them with `hf download "
+                            "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --include 'model_index.json' '*/*'` "
+                            "or set the back-end option model to a local folder")
     assert snapshot(w) == before
 
 

@@ -1,7 +1,11 @@
 """Tiny random diffusers video pipelines, built in code (no hub, no files).
 
 Same habit as diffusers' ``tests/pipelines/<family>/test_*.py`` ``get_dummy_components``:
-``torch.manual_seed(0)`` before each component, one or two layers, small hidden sizes.
+``torch.manual_seed(0)`` before each component, one or two layers, small hidden sizes. The
+shrunken configs keep the flags of the real ones (``scripts/convert_*_to_diffusers.py``):
+Wan 2.1 I2V's ``added_kv_proj_dim``/``image_dim`` (image tokens into every block), Wan 2.2
+A14B's ``transformer_2`` + ``boundary_ratio`` 0.9, TI2V-5B's ×16 residual VAE with patch 2 and
+``expand_timesteps``, CogVideoX's learned positional embeddings, ConsisID's extractor dims ≥ 8.
 Every pipeline here renders a 17-frame 64×64 clip in well under a second on a CPU.
 Tokenizers are built from an in-memory vocabulary, so nothing is downloaded.
 """
@@ -76,6 +80,7 @@ def wan_i2v():
         qk_norm="rms_norm_across_heads",
         rope_max_seq_len=32,
         image_dim=4,
+        added_kv_proj_dim=24,  # = heads × head dim, as the real 5120 = 40 × 128
     )
     image_encoder, image_processor = clip_vision(4)
     pipe = WanImageToVideoPipeline(
@@ -86,6 +91,55 @@ def wan_i2v():
         image_processor=image_processor,
         image_encoder=image_encoder,
         transformer=transformer,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def wan_transformer(in_channels: int = 36, out_channels: int = 16, seed: int = 0):
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=in_channels,
+        out_channels=out_channels, text_dim=T5_DIM, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    )
+
+
+def wan22_a14b():
+    """Wan 2.2 I2V A14B: two experts (high noise, low noise), no image encoder, boundary_ratio 0.9."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+
+    pipe = WanImageToVideoPipeline(
+        tokenizer=t5_tokenizer(), text_encoder=t5_encoder(), vae=wan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        transformer=wan_transformer(seed=0), transformer_2=wan_transformer(seed=1), boundary_ratio=0.9,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def wan22_vae():
+    """Wan 2.2's ×16 VAE: residual, patch 2, 48 latent channels (diffusers' vae22 config, shrunk)."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
+        latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        scale_factor_spatial=16, scale_factor_temporal=4, temperal_downsample=[False, True, True],
+    )
+
+
+def wan22_ti2v():
+    """Wan 2.2 TI2V 5B: 48-channel latents, expand_timesteps (the still's latent frame stays clean)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+
+    pipe = WanImageToVideoPipeline(
+        tokenizer=t5_tokenizer(), text_encoder=t5_encoder(), vae=wan22_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        transformer=wan_transformer(48, 48), expand_timesteps=True,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -192,7 +246,8 @@ def cogvideox_vae():
     )
 
 
-def cogvideox_i2v():
+def cogvideox_i2v(frames: int = FRAMES):
+    """``frames=49``: the real model's learned positional embeddings (sample_frames 49)."""
     from diffusers import CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel, DDIMScheduler
 
     torch.manual_seed(0)
@@ -206,7 +261,7 @@ def cogvideox_i2v():
         num_layers=1,
         sample_width=SIZE // 8,
         sample_height=SIZE // 8,
-        sample_frames=FRAMES,
+        sample_frames=frames,
         patch_size=2,
         temporal_compression_ratio=4,
         max_text_seq_length=16,

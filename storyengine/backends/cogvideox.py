@@ -4,12 +4,14 @@ Wraps diffusers' ``CogVideoXImageToVideoPipeline``. Frame counts are 4k+1 for Co
 (default 49) and 8k+1 for 1.5 (its transformer also patches time by 2, e.g. 81); the step is
 read from the loaded pipeline. Sizes are multiples of 8 (16 with the ×2 patch), and
 CogVideoX-5b-I2V, which has learned positional embeddings, only renders its trained size
-(720×480): when the plan's size differs, that size is generated and resized.
+(720×480) and frame count (49; diffusers silently swaps in sinusoidal positions for any other
+count): that is what is generated, then cropped to the plan's aspect (never stretched) and
+retimed from its native 8 fps (CogVideoX 1.5: 81 frames at 16 fps).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -22,12 +24,19 @@ class CogVideoXBackend(DiffusersBackend):
     """CogVideoX image-to-video (``CogVideoXImageToVideoPipeline``)."""
 
     backend_id = "cogvideox"
+    family = "CogVideoX 1.0 / 1.5 image-to-video"
     supports_lora = True
     size_multiple = 16
     default_frame_step = 4
+    native_frames = 49
+    native_fps = 8
+    fixed_frames = True
 
     class Options(DiffusersOptions):
         model: str = Field("THUDM/CogVideoX-5b-I2V", description="Hub id or local folder.")
+        offload: Literal["auto", "none", "model", "group", "sequential"] = Field(
+            "model", description="Default model (+ VAE tiling): fits a 24 GB card (see `storyengine backends`)."
+        )
         steps: int = Field(50, ge=1, le=500)
         guidance: float = Field(6.0, ge=0.0, le=30.0)
         use_dynamic_cfg: bool = Field(True, description="Cosine guidance schedule (recommended with DPM).")
@@ -37,6 +46,16 @@ class CogVideoXBackend(DiffusersBackend):
         from diffusers import CogVideoXImageToVideoPipeline
 
         return CogVideoXImageToVideoPipeline
+
+    @classmethod
+    def native_timing(cls, options: Any) -> tuple[int, int]:
+        return (81, 16) if "1.5" in options.model else (49, 8)
+
+    def loaded_native_timing(self, opts: Any) -> tuple[int, int]:
+        config = getattr(getattr(self._pipeline, "transformer", None), "config", None)
+        if config is not None and config.use_learned_positional_embeddings:
+            return int(config.sample_frames), self.native_timing(opts)[1]
+        return self.native_timing(opts)
 
     @classmethod
     def frame_step_for(cls, options: Any) -> int:

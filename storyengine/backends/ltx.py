@@ -2,7 +2,9 @@
 
 Wraps diffusers' ``LTXImageToVideoPipeline`` (``variant: i2v``, default) or
 ``LTXConditionPipeline`` (``variant: condition``, LTX 0.9.5+, the still as a frame-0
-condition). Frame counts are 8k+1 (VAE ×8 in time), sizes are multiples of 32.
+condition). Frame counts are 8k+1 (VAE ×8 in time), sizes are multiples of 32 (read from the
+loaded pipeline). Native timing: up to 161 frames at 25 fps (the pipeline's ``frame_rate``, which
+also scales the transformer's positions); longer shots chain from the last frame.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ class LTXBackend(DiffusersBackend):
     """LTX-Video (``LTXImageToVideoPipeline`` / ``LTXConditionPipeline``)."""
 
     backend_id = "ltx"
+    family = "LTX-Video 0.9.x (2B)"
     supports_lora = True
     size_multiple = 32
     default_frame_step = 8
+    native_frames = 161
+    native_fps = 25
 
     class Options(DiffusersOptions):
         model: str = Field("Lightricks/LTX-Video", description="Hub id or local folder.")

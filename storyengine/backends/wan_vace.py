@@ -62,10 +62,14 @@ class WanVaceBackend(DiffusersBackend):
     """Wan VACE (``WanVACEPipeline``) with ``reference_images`` from the characters' photos."""
 
     backend_id = "wan-vace"
+    family = "Wan 2.1 VACE (reference-to-video)"
+    conditions_on = ("still", "prompt", "lora", "reference_images")
     supports_lora = True
     supports_reference_images = True
     size_multiple = 16
     default_frame_step = 4
+    native_frames = 81
+    native_fps = 16
 
     class Options(DiffusersOptions):
         model: str = Field("Wan-AI/Wan2.1-VACE-1.3B-diffusers", description="Hub id or local folder.")

@@ -17,7 +17,7 @@ app = commands()  # merged into `storyengine character`
 @command(app, "train-lora")
 def character_train_lora(
     handle: str = typer.Argument(..., metavar="HANDLE", help="The registered character to train on (its photos are the data)."),
-    base: str = typer.Option(..., "--base", metavar="wan|ltx", help="Back-end whose model is trained."),
+    base: str = typer.Option(..., "--base", metavar="wan|wan-vace|ltx", help="Back-end whose model is trained."),
     model: Optional[str] = typer.Option(None, "--model", metavar="ID|DIR", help="Hub id or local folder (default: the back-end's default model)."),
     rank: int = typer.Option(16, "--rank", min=1, max=256, help="LoRA rank."),
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps."),

@@ -35,6 +35,17 @@ LICENCE_NOTE = (
 )
 
 
+def default_providers() -> list[str]:
+    """onnxruntime execution providers to use: CUDA first when this onnxruntime has it (the ``gpu``
+    extra installs onnxruntime-gpu), then the CPU."""
+    try:
+        import onnxruntime
+    except ImportError:  # pragma: no cover - a dependency
+        return ["CPUExecutionProvider"]
+    available = onnxruntime.get_available_providers()
+    return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+
+
 def default_root() -> Path:
     """``$STORYENGINE_INSIGHTFACE_ROOT``, else insightface's own default ``~/.insightface``."""
     return Path(os.environ.get("STORYENGINE_INSIGHTFACE_ROOT") or "~/.insightface").expanduser()
@@ -93,7 +104,9 @@ class ArcFaceEncoder(Encoder):
             pack: insightface model pack name (``buffalo_l``, ``buffalo_s`` or ``antelopev2``).
             root: insightface root; default ``$STORYENGINE_INSIGHTFACE_ROOT`` or ``~/.insightface``.
             det_size: detector input (width, height); the image is letterboxed into it.
-            providers: onnxruntime execution providers; default CPU only.
+            providers: onnxruntime execution providers; default CUDA when onnxruntime-gpu is
+                installed (``pip install storyengine[gpu]``), else CPU. ``self.provider`` says
+                which one the recogniser actually runs on.
             det_thresh: detector score threshold.
             min_face: faces whose box is narrower than this many pixels are dropped.
         """
@@ -107,13 +120,17 @@ class ArcFaceEncoder(Encoder):
         self.version = f"1+{pack}/sha256:{file_digest(rec_path)}"  # type: ignore[misc]  # see class comment
         self.det_size = (int(det_size[0]), int(det_size[1]))
         self.min_face = int(min_face)
-        provs = list(providers) if providers is not None else ["CPUExecutionProvider"]
+        provs = list(providers) if providers is not None else default_providers()
 
         # Explicit .onnx paths: get_model's routing (by output count / input shape) with
         # download=False; no FaceAnalysis, which resolves packs through its downloader.
         self.detector = self._load(model_zoo, det_path, provs, "detection")
         self.recogniser = self._load(model_zoo, rec_path, provs, "recognition")
-        ctx = -1 if provs == ["CPUExecutionProvider"] else 0
+        session = getattr(self.recogniser, "session", None)
+        used = session.get_providers() if session is not None and hasattr(session, "get_providers") else provs
+        self.provider = str(used[0]) if used else "CPUExecutionProvider"
+        """The onnxruntime execution provider the recogniser runs on (``CUDAExecutionProvider`` on a GPU)."""
+        ctx = 0 if self.provider == "CUDAExecutionProvider" else -1
         self.detector.prepare(ctx, input_size=self.det_size, det_thresh=det_thresh)
         if not self.detector.use_kps:
             raise EncoderError(f"detector {det_path} gives no 5-point keypoints; arcface needs them to align faces")
