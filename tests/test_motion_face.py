@@ -133,7 +133,7 @@ def test_checker_accepts_the_animated_take(portrait, tmp_path):
     from storyengine.plugins import get_encoder
     from storyengine.settings import Settings
 
-    enc = get_encoder("dlib-face")
+    enc = get_encoder("dlib-face", Settings())
     vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
     bound, src = derive_bound(enc, vecs)
     ref = Reference("mara", enc, vecs, l2n(vecs.mean(axis=0)), bound, src)

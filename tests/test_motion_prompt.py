@@ -94,20 +94,21 @@ def test_plan_shows_what_the_prompt_was_read_as(tmp_path):
 
     from storyengine.cli import app
 
-    Image.fromarray(data.coffee()).save(tmp_path / "cup.png")  # no face in it
-    (tmp_path / "s.yaml").write_text(
+    ws = tmp_path / "ws"  # a workspace: the spec lives in its episodes/
+    (ws / "episodes").mkdir(parents=True)
+    Image.fromarray(data.coffee()).save(ws / "episodes" / "cup.png")  # no face in it
+    (ws / "episodes" / "s.yaml").write_text(
         "series: s\nseed: 3\nwidth: 320\nheight: 180\nbackend: motion\nepisodes:\n  - id: e1\n    shots:\n"
         "      - id: a\n        still: cup.png\n        duration: 1\n"
         "        prompt: 'static camera, push in. a dragon flies, she blinks twice'\n")
-    ws = tmp_path / "ws"
-    r = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml"), "-w", str(ws), "--json"])
+    r = CliRunner().invoke(app, ["plan", str(ws / "episodes" / "s.yaml"), "-w", str(ws), "--json"])
     assert r.exit_code == 0, r.output
     start = r.output.index("[")
     m = json.loads(r.output[start:])[0]["motion"]
     assert m["reads_prompt"] and m["read_as"] == "camera: static; blink twice"
     assert m["ignored"] == ["dragon", "flies"] and m["faces"] == 0 and m["skipped"] == ["blink twice"]
     assert m["resolved"] == ["'push in' conflicts with 'static' named first: kept 'static'"]
-    r = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml"), "-w", str(ws)])
+    r = CliRunner().invoke(app, ["plan", str(ws / "episodes" / "s.yaml"), "-w", str(ws)])
     out = " ".join(r.output.split())
     assert 'a: ignored: "dragon", "flies"' in out
     assert "a: resolved: 'push in' conflicts with 'static'" in out
