@@ -222,4 +222,4 @@ def demo_cmd(workspace: Path = typer.Option(Path("demo"), "--workspace", "-w", h
 
 
 # Commands live in small modules by noun; importing them registers them on `app`.
-from . import cli_characters, cli_episodes, cli_lora, cli_report  # noqa: E402,F401
+from . import cli_characters, cli_episodes, cli_lora, cli_report, cli_studio  # noqa: E402,F401

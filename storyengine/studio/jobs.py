@@ -1,0 +1,119 @@
+"""Renders started from the studio: one background thread per render, fed by the same :class:`RenderRun`.
+
+A :class:`Job` holds the workspace lock for the whole run (taken by the request that starts it, so
+a second request is told at once who holds it), builds the run in its thread (the registry's SQLite
+connection lives there), and keeps every event in order for the server-sent-event stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..episode import LoadedSpec
+from ..errors import StoryEngineError
+from ..lock import WorkspaceLock
+from ..registry import Registry
+from ..render import RenderRun
+from ..settings import Settings
+from ..workspace import Workspace
+
+_ids = itertools.count(1)
+
+
+class Job:
+    """One render: its events (dicts with ``kind``), its state and, when it failed, the reason."""
+
+    def __init__(self, ws: Workspace, spec_path: Path, episodes: list[str] | None, label: str) -> None:
+        self.id = next(_ids)
+        self.ws, self.spec_path, self.episodes, self.label = ws, spec_path, episodes, label
+        self.events: list[dict[str, Any]] = []
+        self.state = "starting"  # starting | running | done | failed
+        self.error = ""
+        self.started = time.monotonic()
+        self.cond = threading.Condition()
+        self.ready = threading.Event()  # set once the run is validated (or failed validating)
+        self.thread: threading.Thread | None = None
+
+    # ---- the Reporter protocol (render.Reporter), called from the render thread
+    def start(self, key: str, description: str, total: int) -> None:
+        self.push("progress", key=key, description=description, completed=0, total=total)
+
+    def update(self, key: str, completed: int, description: str | None = None) -> None:
+        self.push("progress", key=key, description=description, completed=completed)
+
+    def done(self, key: str) -> None:
+        self.push("progress", key=key, done=True)
+
+    def event(self, kind: str, **data: Any) -> None:
+        self.push(kind, **{k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()})
+
+    def push(self, kind: str, **data: Any) -> None:
+        with self.cond:
+            self.events.append({"kind": kind, "t": round(time.monotonic() - self.started, 3), **data})
+            self.cond.notify_all()
+
+    def since(self, n: int) -> list[dict[str, Any]]:
+        with self.cond:
+            return self.events[n:]
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed")
+
+
+def start_job(ws: Workspace, spec_path: Path, episodes: list[str] | None, label: str, settings: Settings,
+              backend_factory: Callable[[], Any] | None = None) -> Job:
+    """Take the workspace lock, validate and plan in a new thread, and return once the run has started.
+
+    Raises WorkspaceBusy (someone holds the lock) or the run's validation error; in both cases
+    nothing was written and the lock is not held.
+    """
+    lock = WorkspaceLock(ws, wait=0).acquire()
+    job = Job(ws, spec_path, episodes, label)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        reg = None
+        try:
+            try:
+                from .. import media
+
+                media.require_tools()
+                loaded = LoadedSpec.load(spec_path, ws)
+                reg = Registry.open(ws)
+                run = RenderRun(loaded, settings, reg, job, episodes=episodes,
+                                backend=backend_factory() if backend_factory else None)
+            except BaseException as e:  # validation: the request shows it
+                failure.append(e)
+                job.state = "failed"
+                return
+            finally:
+                job.ready.set()
+            job.state = "running"
+            job.push("started", label=label, shots=len(run.plans))
+            try:
+                run.run()
+                job.state = "done"
+            except StoryEngineError as e:
+                job.state, job.error = "failed", str(e)
+            except Exception as e:  # shown on the page as one line; the trace goes to the server log
+                traceback.print_exc()
+                job.state, job.error = "failed", f"{type(e).__name__}: {e}"
+            job.push("end", state=job.state, error=job.error)
+        finally:
+            if reg is not None:
+                reg.close()
+            lock.release()
+
+    job.thread = threading.Thread(target=work, name=f"studio-render-{job.id}", daemon=True)
+    job.thread.start()
+    job.ready.wait()
+    if failure:
+        job.thread.join()
+        raise failure[0]
+    return job

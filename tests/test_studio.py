@@ -1,0 +1,250 @@
+"""The studio over HTTP, in process: Range requests, path escapes, uploads, CSRF, origin, token, renders."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+from conftest import save
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+from starlette.testclient import TestClient  # noqa: E402
+
+from storyengine.registry import Registry  # noqa: E402
+from storyengine.settings import Settings  # noqa: E402
+from storyengine.studio import create_app  # noqa: E402
+from storyengine.workspace import Workspace  # noqa: E402
+
+BASE = "http://127.0.0.1:8765"
+SPEC = ("# the studio's test series\nseries: s\nwidth: 160\nheight: 96\nfps: 8\nepisodes:\n"
+        "  - id: e1\n    title_duration: 0\n    transition: {type: cut}\n    shots:\n"
+        "      - id: a\n        still: still.png\n        duration: 1\n        prompt: slow push in  # keep this comment\n"
+        "    # a comment after the last shot\n"
+        "  - id: e2\n    title_duration: 0\n    shots:\n"
+        "      - id: c\n        still: still.png\n        duration: 1\n")
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    ws = Workspace.at(tmp_path / "ws").ensure()
+    rng = np.random.default_rng(0)
+    save(ws.episodes / "still.png", rng.integers(0, 255, (96, 160, 3), dtype=np.uint8))
+    (ws.episodes / "s.yaml").write_text(SPEC)
+    return ws
+
+
+def client(ws, **kw) -> TestClient:
+    app = create_app(ws.root, settings=Settings(sign=False, max_takes=1), **kw)
+    return TestClient(app, base_url=kw.get("base_url", BASE) if "base_url" in kw else BASE)
+
+
+def csrf_of(c: TestClient, path: str = "/characters") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', c.get(path).text).group(1)
+
+
+def page(r) -> str:
+    """The response's text with HTML entities decoded (messages quote values)."""
+    import html
+
+    return html.unescape(r.text)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def registry_state(ws) -> tuple:
+    reg = Registry.open(ws)
+    try:
+        return (reg.db["characters"].count, reg.db["photos"].count, reg.db["takes"].count,
+                sorted(p.name for p in ws.characters.rglob("*") if p.is_file()))
+    finally:
+        reg.close()
+
+
+def render(c: TestClient, token: str, **form) -> dict:
+    r = c.post("/series/s.yaml/render", data={"csrf": token, **form}, headers={"Origin": BASE, "Accept": "application/json"})
+    assert r.status_code == 200, r.text
+    job = r.json()
+    with c.stream("GET", job["events"]) as s:
+        body = "".join(s.iter_text())
+    events = [json.loads(m) for m in re.findall(r"^data: (.*)$", body, re.M)]
+    return {"job": job, "events": events}
+
+
+def test_render_streams_progress_and_serves_the_episode_with_ranges(ws):
+    c = client(ws)
+    tok = csrf_of(c)
+    out = render(c, tok)
+    kinds = [e["kind"] for e in out["events"]]
+    assert kinds[0] == "started" and kinds[-1] == "end" and out["events"][-1]["state"] == "done", out["events"][-3:]
+    assert [e["shot"] for e in out["events"] if e["kind"] == "shot"] == ["a", "c"]
+    assert [e["episode"] for e in out["events"] if e["kind"] == "episode"] == ["e1", "e2"]
+    frames = [e for e in out["events"] if e["kind"] == "progress" and e["key"].startswith("shot:") and e.get("completed")]
+    assert frames and max(e["completed"] for e in frames) == 8  # 1 s at 8 fps
+    ep = ws.renders / "s" / "e1.mp4"
+    size = ep.stat().st_size
+    r = c.get("/files/renders/s/e1.mp4", headers={"Range": "bytes=0-99"})
+    assert r.status_code == 206 and r.headers["content-type"] == "video/mp4"
+    assert r.headers["content-range"] == f"bytes 0-99/{size}" and r.headers["accept-ranges"] == "bytes"
+    assert r.content == ep.read_bytes()[:100]
+    r = c.get("/files/renders/s/e1.mp4", headers={"Range": f"bytes={size - 10}-"})
+    assert r.status_code == 206 and r.content == ep.read_bytes()[-10:]
+    assert c.get("/files/renders/s/e1.mp4", headers={"Range": f"bytes={size + 5}-"}).status_code == 416
+    full = c.get("/files/renders/s/e1.mp4")
+    assert full.status_code == 200 and len(full.content) == size
+    # the episode page: player with a chapters track whose cue is the shot, the C2PA state
+    page = c.get("/series/s.yaml/episodes/e1").text
+    assert 'kind="chapters"' in page and "/files/renders/s/e1.mp4" in page and 'id="c2pa"' in page
+    vtt = c.get("/series/s.yaml/episodes/e1/chapters.vtt")
+    assert vtt.headers["content-type"].startswith("text/vtt")
+    assert vtt.text.startswith("WEBVTT") and "00:00:00.000 --> 00:00:01.000\na" in vtt.text
+    # takes page and report page link the same files
+    shot = c.get("/series/s.yaml/shots/a").text
+    assert "take 1" in shot and "/files/renders/s/" in shot
+    rep = c.get("/series/s.yaml/report").text
+    assert 'id="shot-a"' in rep and 'src="/files/renders/s/e1.mp4"' in rep
+
+
+def test_second_render_is_told_who_holds_the_lock(ws):
+    from storyengine.lock import WorkspaceLock
+
+    c = client(ws)
+    tok = csrf_of(c)
+    before = registry_state(ws)
+    with WorkspaceLock(ws):
+        r = c.post("/series/s.yaml/render", data={"csrf": tok}, headers={"Origin": BASE})
+    assert r.status_code == 409 and "is being rendered by pid" in page(r)
+    assert registry_state(ws) == before and not (ws.renders / "s").exists()
+
+
+def test_files_refuse_escapes_symlinks_and_hidden_files(ws, tmp_path):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    (ws.renders / "link.png").symlink_to(outside)
+    (ws.renders / "s").mkdir()
+    (ws.renders / "s" / "ok.png").write_bytes(outside.read_bytes())
+    c = client(ws)
+    assert c.get("/files/renders/s/ok.png").status_code == 200
+    for bad in ("/files/renders/link.png", "/files/../secret.png", "/files/renders/%2e%2e/%2e%2e/secret.png",
+                "/files/renders/.lock", "/files/characters/registry.db", "/files//etc/passwd",
+                "/files/renders/s/..%2f..%2f..%2fsecret.png"):
+        r = c.get(bad)
+        assert r.status_code == 404, (bad, r.status_code)
+        assert b"\x89PNG" not in r.content
+
+
+def test_csrf_origin_and_method_are_checked_before_anything_changes(ws, astronaut):
+    c = client(ws)
+    tok = csrf_of(c)
+    files = [("photos", ("p.png", png_bytes(astronaut), "image/png"))]
+    before = registry_state(ws)
+    r = c.post("/characters", data={"csrf": "wrong", "handle": "mara"}, files=files, headers={"Origin": BASE})
+    assert r.status_code == 400 and "CSRF token" in page(r)
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara"}, files=files, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-origin" in page(r)
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara"}, files=files)  # no Origin, no Referer
+    assert r.status_code == 403
+    assert c.get("/characters/mara/remove").status_code == 405  # no state change over GET
+    assert c.request("DELETE", "/characters").status_code == 405
+    r = c.post("/series/s.yaml/render", data={"csrf": "nope"}, headers={"Origin": BASE})
+    assert r.status_code == 400 and not (ws.renders / "s").exists()
+    assert registry_state(ws) == before
+    # the same request from the studio's own page goes through
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara", "consent": "NASA public domain"}, files=files,
+               headers={"Origin": BASE})
+    assert r.status_code == 200 and "1 photo(s) registered" in page(r)
+    assert registry_state(ws)[:2] == (1, 1)
+
+
+def test_uploads_are_checked_before_anything_is_written(ws, astronaut):
+    c = client(ws)
+    tok = csrf_of(c)
+    before = registry_state(ws)
+    h = {"Origin": BASE}
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara"},
+               files=[("photos", ("notes.png", b"this is not a picture", "image/png"))], headers=h)
+    assert r.status_code == 400 and "notes.png: not an image" in page(r)
+    big = b"\x89PNG" + b"0" * (16 * 1024 * 1024)
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara"}, files=[("photos", ("big.png", big, "image/png"))], headers=h)
+    assert r.status_code == 400 and "too large" in page(r)
+    many = [("photos", (f"p{i}.png", png_bytes(astronaut), "image/png")) for i in range(8)]
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara"}, files=many, headers=h)
+    assert r.status_code == 400 and "at most 7" in page(r)
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara"}, headers={**h, "Content-Length": str(200 * 1024 * 1024)},
+               content=b"x")
+    assert r.status_code == 413
+    # a real photo refused by the registry's own gate: the verdict names the uploaded file, nothing stored
+    flat = np.full((200, 200, 3), 128, np.uint8)
+    r = c.post("/characters", data={"csrf": tok, "handle": "mara"},
+               files=[("photos", ("wall.png", png_bytes(flat), "image/png"))], headers=h)
+    assert r.status_code == 400 and "wall.png: no face found" in page(r) and "storyengine-upload" not in page(r)
+    assert registry_state(ws) == before
+
+
+def test_token_required_on_a_non_local_bind(ws):
+    from storyengine.errors import StoryEngineError
+
+    with pytest.raises(StoryEngineError, match="pass --token"):
+        create_app(ws.root, host="0.0.0.0")
+    base = "http://192.168.1.5:8765"
+    c = TestClient(create_app(ws.root, host="192.168.1.5", token="s3cret"), base_url=base, follow_redirects=False)
+    assert c.get("/").status_code == 401
+    assert c.get("/files/episodes/still.png").status_code == 401
+    assert c.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    r = c.get("/characters?token=s3cret")
+    assert r.status_code == 303 and r.headers["location"] == "/characters" and "HttpOnly" in r.headers["set-cookie"]
+    assert c.get("/characters").status_code == 200  # the cookie now carries it
+    # a local studio refuses a Host header naming another site (DNS rebinding)
+    local = client(ws)
+    assert local.get("/", headers={"Host": "evil.example:8765"}).status_code == 421
+
+
+def test_add_shot_keeps_comments_and_validates(ws):
+    c = client(ws)
+    tok = csrf_of(c, "/series/s.yaml")
+    still = png_bytes(np.random.default_rng(1).integers(0, 255, (96, 160, 3), dtype=np.uint8))
+    h = {"Origin": BASE}
+    r = c.post("/series/s.yaml/shots", data={"csrf": tok, "episode": "e1", "shot": "b", "prompt": "she turns: \"hello\"",
+                                              "duration": "1"}, files={"still": ("b.png", still, "image/png")}, headers=h)
+    assert r.status_code == 200 and "shot b added to e1" in page(r)
+    text = (ws.episodes / "s.yaml").read_text()
+    assert text.startswith(SPEC.split("    # a comment")[0])  # everything before is untouched
+    assert "# keep this comment" in text and "    # a comment after the last shot\n" in text
+    from storyengine.planner import load_series
+
+    spec = load_series(ws.episodes / "s.yaml")
+    b = spec.episodes[0].shots[1]
+    assert (b.id, b.still, b.prompt, b.duration) == ("b", "stills/b.png", 'she turns: "hello"', 1.0)
+    assert (ws.episodes / "stills" / "b.png").read_bytes() == still
+    # a duplicate id: the planner's error, the file unchanged, no still left behind
+    r = c.post("/series/s.yaml/shots", data={"csrf": tok, "episode": "e2", "shot": "c", "duration": "1"},
+               files={"still": ("c.png", still, "image/png")}, headers=h)
+    assert r.status_code == 400 and "duplicate shot id 'c'" in page(r)
+    assert (ws.episodes / "s.yaml").read_text() == text and not (ws.episodes / "stills" / "c.png").exists()
+    # an unknown character: line-precise error naming the real spec file
+    r = c.post("/series/s.yaml/shots", data={"csrf": tok, "episode": "e2", "shot": "d", "duration": "1",
+                                              "characters": "nobody"}, files={"still": ("d.png", still, "image/png")}, headers=h)
+    assert r.status_code == 400 and "nobody" in page(r)
+    assert (ws.episodes / "s.yaml").read_text() == text and not (ws.episodes / "stills" / "d.png").exists()
+    assert not [p for p in ws.episodes.iterdir() if p.name.startswith(".")]
+
+
+def test_errors_are_pages_without_tracebacks(ws):
+    c = client(ws)
+    r = c.get("/series/nope.yaml")
+    assert r.status_code == 404 and "no series spec named" in page(r) and "Traceback" not in page(r)
+    assert c.get("/no/such/page").status_code == 404
+    (ws.episodes / "bad.yaml").write_text("series: s\nfps: many\nepisodes: []\n")
+    r = c.get("/series/bad.yaml")
+    assert r.status_code == 200 and "bad.yaml:2: fps" in page(r)
