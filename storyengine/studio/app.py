@@ -77,9 +77,8 @@ def environment():
 # 2. Uploads: checked as images in memory before anything is written -----------------------------
 
 
-def _safe_name(name: str, i: int) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name or f"photo{i}").name).strip("._") or f"photo{i}"
-    return f"{i:02d}-{stem[:80]}"
+def _safe_name(name: str) -> str:
+    return (re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name or "photo").name).strip("._") or "photo")[:80]
 
 
 async def read_image(upload: Any, what: str) -> tuple[str, bytes, str]:
@@ -234,7 +233,9 @@ def _register_from_uploads(studio: Studio, photos: list[tuple[str, bytes, str]],
         with tempfile.TemporaryDirectory(prefix="storyengine-upload-") as d:
             paths = []
             for i, (name, data, suffix) in enumerate(photos):
-                p = Path(d) / (Path(_safe_name(name, i)).stem + suffix)
+                # one folder per upload, so the registry keeps the creator's own file name as the photo's source
+                p = Path(d) / str(i) / (Path(_safe_name(name)).stem + suffix)
+                p.parent.mkdir()
                 p.write_bytes(data)
                 paths.append(p)
             names = [n for n, _, _ in photos]

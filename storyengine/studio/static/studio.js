@@ -15,7 +15,11 @@ function watchRender(section) {
   const t0 = performance.now();
   const src = new EventSource(section.dataset.events);
   const line = (s) => { log.textContent += s + "\n"; log.scrollTop = log.scrollHeight; };
-  const setState = (s) => { state.textContent = s; state.className = "state " + s; };
+  const setState = (s) => {
+    state.textContent = s; state.className = "state " + s;
+    const nav = document.getElementById("nav-job");  // the header's link to this render
+    if (nav) { nav.className = "job " + s; nav.textContent = nav.textContent.replace(/\((starting|running|done|failed)\)$/, `(${s})`); }
+  };
   function bar(key) {
     if (!bars[key]) {
       const row = el("div", undefined, "bar"), label = el("span"), p = el("progress"), n = el("span", "", "muted");
