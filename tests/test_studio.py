@@ -248,3 +248,80 @@ def test_errors_are_pages_without_tracebacks(ws):
     (ws.episodes / "bad.yaml").write_text("series: s\nfps: many\nepisodes: []\n")
     r = c.get("/series/bad.yaml")
     assert r.status_code == 200 and "bad.yaml:2: fps" in page(r)
+
+
+def test_characters_add_remove_rename_through_the_page(ws, astronaut):
+    c = client(ws)
+    tok = csrf_of(c)
+    h = {"Origin": BASE}
+    a = astronaut
+    relit = np.clip(a[10:290, 30:370].astype(np.float32) * 0.85 + 18, 0, 255).astype(np.uint8)
+    r = c.post("/characters", data={"csrf": tok, "handle": "eileen", "licence": "public domain"}, headers=h,
+               files=[("photos", ("front.png", png_bytes(a), "image/png")), ("photos", ("front-again.png", png_bytes(a), "image/png"))])
+    assert r.status_code == 200 and "1 photo(s) registered, 1 refused" in page(r)
+    assert "front-again.png: duplicate of" in page(r)  # the duplicate gate's verdict, under the uploaded name
+    r = c.post("/characters/eileen/photos", data={"csrf": tok}, headers=h,
+               files=[("photos", ("mirror.png", png_bytes(a[:, ::-1].copy()), "image/png")),
+                      ("photos", ("relit.png", png_bytes(relit), "image/png"))])
+    assert r.status_code == 200 and "eileen: 2 photo(s) added" in page(r)
+    reg = Registry.open(ws)
+    try:
+        photos = reg.photos("eileen")
+        assert [p["source"] for p in photos] == ["front.png", "mirror.png", "relit.png"]
+        assert reg.identity("eileen")[0]["n"] == 3
+    finally:
+        reg.close()
+    r = c.post("/characters/eileen/remove", data={"csrf": tok, "photo": str(photos[1]["id"])}, headers=h)
+    assert r.status_code == 200 and "photo mirror.png removed" in page(r)
+    r = c.post("/characters/eileen/rename", data={"csrf": tok, "new": "Bad Handle"}, headers=h)
+    assert r.status_code == 400 and "is not allowed" in page(r)
+    r = c.post("/characters/eileen/rename", data={"csrf": tok, "new": "collins"}, headers=h)
+    assert r.status_code == 200 and "eileen is now collins" in page(r)
+    reg = Registry.open(ws)
+    try:
+        assert [c["handle"] for c in reg.characters()] == ["collins"]
+        assert [p["source"] for p in reg.photos("collins")] == ["front.png", "relit.png"]
+        assert reg.identity("collins")[0]["n"] == 2
+        assert all((ws.root / p["path"]).is_file() for p in reg.photos("collins"))
+    finally:
+        reg.close()
+    # the photos are served from the workspace with their image type
+    r = c.get("/files/" + Registry.open(ws).photos("collins")[0]["path"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+
+def test_take_decisions_follow_the_install(ws, monkeypatch):
+    from storyengine.studio import app as studio_app
+
+    c = client(ws)
+    tok = csrf_of(c)
+    render(c, tok, episode="e2")
+    shot = c.get("/series/s.yaml/shots/c").text
+    if studio_app.decisions_module() is None:
+        assert 'id="decisions-note"' in shot and "disabled" in shot
+        before = registry_state(ws)
+        r = c.post("/series/s.yaml/shots/c/decide", data={"csrf": tok, "take": "1", "action": "use"}, headers={"Origin": BASE})
+        assert r.status_code == 400 and "not available" in page(r) and registry_state(ws) == before
+    calls = []
+
+    class FakeDecisions:  # the recorder's contract: record(reg, shot, take, action, reason=, series=)
+        @staticmethod
+        def record(reg, shot, take, action, reason="", series=None):
+            calls.append((shot, take, action, reason, series))
+
+    monkeypatch.setattr(studio_app, "decisions_module", lambda: FakeDecisions)
+    r = c.post("/series/s.yaml/shots/c/decide", data={"csrf": tok, "take": "1", "action": "bogus"}, headers={"Origin": BASE})
+    assert r.status_code == 400 and "'bogus' is not one of use, accept, reject" in page(r) and calls == []
+    r = c.post("/series/s.yaml/shots/c/decide", data={"csrf": tok, "take": "1", "action": "reject", "reason": "too dark"},
+               headers={"Origin": BASE})
+    assert r.status_code == 200 and "take 1 of c: reject recorded (too dark)" in page(r)
+    assert calls == [("c", 1, "reject", "too dark", "s")]
+
+
+def test_studio_command_is_registered():
+    from typer.testing import CliRunner
+
+    from storyengine.cli import app
+
+    out = CliRunner().invoke(app, ["studio", "--help"])
+    assert out.exit_code == 0 and "--token" in out.output and "--port" in out.output

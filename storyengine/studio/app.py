@@ -501,11 +501,13 @@ async def render_page(request: Request) -> Response:
 
 async def render_events(request: Request) -> Response:
     """Server-sent events: every event of the render, in order, then ``end``."""
-    import asyncio
-
     job = _job(request)
     if job is None:
         return PlainTextResponse("no such render", status_code=404)
+
+    def wait_more(n: int) -> None:
+        with job.cond:
+            job.cond.wait_for(lambda: len(job.events) > n or job.finished, timeout=0.5)
 
     async def stream():
         n = 0
@@ -520,7 +522,7 @@ async def render_events(request: Request) -> Response:
                 return
             if await request.is_disconnected():
                 return
-            await asyncio.sleep(0.05)
+            await run_in_threadpool(wait_more, n)  # wakes as soon as the render pushes an event
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
