@@ -37,7 +37,9 @@ def studio_cmd(workspace: Path = WorkspaceOpt,
         asgi = create_app(ws.root, host=host, port=port, token=token)
     except StoryEngineError as e:
         _fail(e)
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    import socket
+
+    shown = "localhost" if host in ("127.0.0.1", "::1") else socket.gethostname() if host in ("0.0.0.0", "::") else host
     url = f"http://{shown if ':' not in shown else f'[{shown}]'}:{port}/" + (f"?token={token}" if token else "")
     console.print(f"storyengine studio on {url}  (workspace {ws.root}; Ctrl+C stops it)", highlight=False, soft_wrap=True)
     uvicorn.run(asgi, host=host, port=port, log_level="warning")

@@ -205,6 +205,7 @@ def test_token_required_on_a_non_local_bind(ws):
     r = c.get("/characters?token=s3cret")
     assert r.status_code == 303 and r.headers["location"] == "/characters" and "HttpOnly" in r.headers["set-cookie"]
     assert c.get("/characters").status_code == 200  # the cookie now carries it
+    assert c.get("/", headers={"Host": "studio.lan:8765"}).status_code == 200  # any name of the machine, with the token
     # a local studio refuses a Host header naming another site (DNS rebinding)
     local = client(ws)
     assert local.get("/", headers={"Host": "evil.example:8765"}).status_code == 421

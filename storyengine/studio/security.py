@@ -1,7 +1,7 @@
 """The studio's gate, in front of every route (pure ASGI, so server-sent events stream through).
 
-1. Host: the ``Host`` header must name the address the studio was started on (or localhost when it
-   binds a loopback address): a page on another site cannot reach it by DNS rebinding.
+1. Host: without a token (a loopback bind), the ``Host`` header must name localhost or the address
+   the studio was started on: a page on another site cannot reach it by DNS rebinding.
 2. Token: when the studio binds a non-local address it needs ``--token``; every request carries it
    (``?token=`` once, which sets an HttpOnly cookie and redirects; or ``Authorization: Bearer``).
 3. State-changing requests: POST only, same origin (``Origin``, else ``Referer``, must be this
@@ -83,7 +83,7 @@ class Gate:
         return await self.app(scope, counted, send)
 
     def check(self, scope: dict, headers: dict[str, str], host: str):
-        if host not in self.hosts:
+        if self.token is None and host not in self.hosts:  # with a token, the token is the check (any name of the machine)
             return _refuse(421, f"host {host!r} is not this studio's address")
         if scope["method"] not in ("GET", "HEAD", "POST"):
             return _refuse(405, f"method {scope['method']} is not used here")
