@@ -326,3 +326,28 @@ def test_studio_command_is_registered():
 
     out = CliRunner().invoke(app, ["studio", "--help"])
     assert out.exit_code == 0 and "--token" in out.output and "--port" in out.output
+
+
+def test_several_faces_show_a_face_picker_and_face_n_registers_one(ws, astronaut, hopper):
+    from PIL import Image
+
+    h = 300
+    right = np.asarray(Image.fromarray(hopper).resize((int(hopper.shape[1] * h / hopper.shape[0]), h)))
+    both = np.concatenate([astronaut, right], axis=1)
+    c = client(ws)
+    tok = csrf_of(c)
+    r = c.post("/characters", data={"csrf": tok, "handle": "pair"}, headers={"Origin": BASE},
+               files=[("photos", ("both.png", png_bytes(both), "image/png"))])
+    text = page(r)
+    assert r.status_code == 400 and "both.png: 2 faces and no dominant one; set Face to N below" in text
+    assert text.count('alt="face ') == 2 and "Face 0" in text and "Face 1" in text
+    assert registry_state(ws)[:2] == (0, 0)
+    r = c.post("/characters", data={"csrf": tok, "handle": "grace", "face": "1"}, headers={"Origin": BASE},
+               files=[("photos", ("both.png", png_bytes(both), "image/png"))])
+    assert r.status_code == 200 and "grace: 1 photo(s) registered" in page(r)
+    reg = Registry.open(ws)
+    try:
+        box = json.loads(next(iter(reg.db.query("select box from embeddings where handle = 'grace'")))["box"])
+        assert box[0] >= astronaut.shape[1]  # the right-hand face: Grace Hopper's
+    finally:
+        reg.close()

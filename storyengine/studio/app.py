@@ -23,6 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -205,15 +207,51 @@ async def characters_page(request: Request, *, error: str | None = None, verdict
                        notice=notice, max_photos=MAX_PHOTOS)
 
 
-def _verdicts(names: list[str], temp_paths: list[Path], accepted: list[str], rejected: list[str]) -> list[dict[str, str]]:
+# the CLI's flags in the gates' lines, as this page's fields
+_FLAG_WORDS = [("pass --face N", "set Face to N below"), ("use --force to keep it", "tick Keep outliers to keep it"),
+               ("--face ", "Face ")]
+
+
+def _page_words(line: str) -> str:
+    for a, b in _FLAG_WORDS:
+        line = line.replace(a, b)
+    return line
+
+
+def _faces(path: Path, settings: Settings) -> list[dict[str, Any]]:
+    """The faces found in a photo refused for having several, as numbered thumbnails (the face picker)."""
+    from ..register import face_candidates
+    from ..report_html import _jpeg
+
+    try:
+        cands = face_candidates(path, settings)
+        from ..images import load_rgb
+
+        rgb = load_rgb(path)
+    except StoryEngineError:
+        return []
+    out = []
+    for c in cands:
+        x0, y0, x1, y1 = c["box"]
+        m = (x1 - x0) // 3
+        h, w = rgb.shape[:2]
+        crop = np.ascontiguousarray(rgb[max(0, y0 - m):min(h, y1 + m), max(0, x0 - m):min(w, x1 + m)])
+        out.append({"index": c["index"], "src": _jpeg(crop, 96), "width": c["width"]})
+    return out
+
+
+def _verdicts(names: list[str], temp_paths: list[Path], accepted: list[str], rejected: list[str],
+              settings: Settings | None = None) -> list[dict[str, Any]]:
     """One row per uploaded photo: accepted, or the gate's line with the temp path replaced by the upload's name."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, tmp in zip(names, temp_paths):
         line = next((r for r in rejected if r.startswith(str(tmp))), None)
         if str(tmp) in accepted:
-            rows.append({"photo": name, "ok": True, "verdict": "accepted"})
+            rows.append({"photo": name, "ok": True, "verdict": "accepted", "faces": []})
         else:
-            rows.append({"photo": name, "ok": False, "verdict": (line or "refused").replace(str(tmp), name, 1)})
+            faces = _faces(tmp, settings) if line and "faces and no dominant one" in line and settings else []
+            rows.append({"photo": name, "ok": False, "verdict": _page_words((line or "refused").replace(str(tmp), name, 1)),
+                         "faces": faces})
     return rows
 
 
@@ -226,7 +264,8 @@ async def _uploaded_photos(form: Any) -> list[tuple[str, bytes, str]]:
     return [await read_image(f, f"photo {i + 1}") for i, f in enumerate(files)]
 
 
-def _register_from_uploads(studio: Studio, photos: list[tuple[str, bytes, str]], call: Callable[[Registry, list[Path]], Any]):
+def _register_from_uploads(studio: Studio, photos: list[tuple[str, bytes, str]], call: Callable[[Registry, list[Path]], Any],
+                           settings: Settings | None = None):
     """Write the checked uploads to a private temp folder (outside the workspace), then run the registry call."""
     reg = studio.registry()
     try:
@@ -245,11 +284,11 @@ def _register_from_uploads(studio: Studio, photos: list[tuple[str, bytes, str]],
                 msg = str(e)
                 lines = [ln.strip() for ln in msg.split("\n")[1:]]
                 if lines:  # "no photo was registered" with one gate line per photo
-                    return None, _verdicts(names, paths, [], lines), msg.split("\n")[0]
+                    return None, _verdicts(names, paths, [], lines, settings), msg.split("\n")[0]
                 for p, n in zip(paths, names):
                     msg = msg.replace(str(p), n)
                 return None, [], msg
-            return res, _verdicts(names, paths, res.accepted, res.rejected), None
+            return res, _verdicts(names, paths, res.accepted, res.rejected, settings), None
     finally:
         reg.close()
 
@@ -273,9 +312,10 @@ async def register_post(request: Request) -> Response:
         if reg.has_character(handle):
             raise Refused(f"character {handle!r} is already registered; add photos on its page")
         return register_character(reg, studio.ws, handle, paths, kind=kind, name=_s(form, "name") or None,
-                                  consent=_s(form, "consent"), licence=_s(form, "licence"), face=face_i, settings=settings)
+                                  consent=_s(form, "consent"), licence=_s(form, "licence"), face=face_i,
+                                  force=form.get("force") == "on", settings=settings)
 
-    res, verdicts, err = await run_in_threadpool(_register_from_uploads, studio, photos, call)
+    res, verdicts, err = await run_in_threadpool(_register_from_uploads, studio, photos, call, settings)
     if err:
         return await characters_page(request, error=err, verdicts=verdicts, status=400)
     return await characters_page(request, verdicts=verdicts,
@@ -298,7 +338,8 @@ async def character_action(request: Request) -> Response:
             res, verdicts, err = await run_in_threadpool(
                 _register_from_uploads, studio, photos,
                 lambda reg, paths: characters.add_photos(reg, studio.ws, handle, paths, settings=settings,
-                                                         face=int(face) if face.isdigit() else None))
+                                                         face=int(face) if face.isdigit() else None,
+                                                         force=form.get("force") == "on"), settings)
             if err:
                 return await characters_page(request, error=err, verdicts=verdicts, status=400)
             return await characters_page(request, verdicts=verdicts, notice=f"{handle}: {len(res.accepted)} photo(s) added")
