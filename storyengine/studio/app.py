@@ -196,7 +196,7 @@ async def home(request: Request) -> Response:
 
 
 async def characters_page(request: Request, *, error: str | None = None, verdicts: list | None = None,
-                          status: int = 200, notice: str | None = None) -> Response:
+                          status: int = 200, notice: str | None = None, values: dict | None = None) -> Response:
     studio: Studio = request.app.state.studio
     reg = studio.registry()
     try:
@@ -204,7 +204,7 @@ async def characters_page(request: Request, *, error: str | None = None, verdict
     finally:
         reg.close()
     return studio.page("characters.html.j2", status=status, characters=chars, error=error, verdicts=verdicts or [],
-                       notice=notice, max_photos=MAX_PHOTOS)
+                       notice=notice, max_photos=MAX_PHOTOS, values=values or {})
 
 
 # the CLI's flags in the gates' lines, as this page's fields
@@ -284,7 +284,8 @@ def _register_from_uploads(studio: Studio, photos: list[tuple[str, bytes, str]],
                 msg = str(e)
                 lines = [ln.strip() for ln in msg.split("\n")[1:]]
                 if lines:  # "no photo was registered" with one gate line per photo
-                    return None, _verdicts(names, paths, [], lines, settings), msg.split("\n")[0]
+                    head = msg.split("\n")[0].rstrip(":")
+                    return None, _verdicts(names, paths, [], lines, settings), f"{head}; each photo's verdict is below"
                 for p, n in zip(paths, names):
                     msg = msg.replace(str(p), n)
                 return None, [], msg
@@ -293,8 +294,16 @@ def _register_from_uploads(studio: Studio, photos: list[tuple[str, bytes, str]],
         reg.close()
 
 
+def _values(form: Any) -> dict[str, str]:
+    """The register form's text fields as sent (shown again after a refusal; files must be chosen again)."""
+    if form is None:
+        return {}
+    return {k: v for k in ("handle", "name", "kind", "consent", "licence", "face") if isinstance(v := form.get(k), str)}
+
+
 async def register_post(request: Request) -> Response:
     studio: Studio = request.app.state.studio
+    form = None
     try:
         form = await form_of(request, studio)
         handle = check_handle(_s(form, "handle"))
@@ -303,7 +312,7 @@ async def register_post(request: Request) -> Response:
         face_i = int(face) if face.isdigit() else None
         photos = await _uploaded_photos(form)
     except (StoryEngineError, ValueError) as e:
-        return await characters_page(request, error=str(e), status=400)
+        return await characters_page(request, error=str(e), status=400, values=_values(form))
     from ..register import register_character
 
     settings = studio.settings()
@@ -317,7 +326,7 @@ async def register_post(request: Request) -> Response:
 
     res, verdicts, err = await run_in_threadpool(_register_from_uploads, studio, photos, call, settings)
     if err:
-        return await characters_page(request, error=err, verdicts=verdicts, status=400)
+        return await characters_page(request, error=err, verdicts=verdicts, status=400, values=_values(form))
     return await characters_page(request, verdicts=verdicts,
                                  notice=f"{handle}: {len(res.accepted)} photo(s) registered, {len(res.rejected)} refused")
 
