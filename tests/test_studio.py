@@ -249,6 +249,8 @@ def test_errors_are_pages_without_tracebacks(ws):
     (ws.episodes / "bad.yaml").write_text("series: s\nfps: many\nepisodes: []\n")
     r = c.get("/series/bad.yaml")
     assert r.status_code == 200 and "bad.yaml:2: fps" in page(r)
+    home = page(c.get("/"))
+    assert "bad.yaml" in home and "does not validate" in home and "2 episodes, 2 shots" in home
 
 
 def test_characters_add_remove_rename_through_the_page(ws, astronaut):

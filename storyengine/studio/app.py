@@ -192,7 +192,22 @@ async def home(request: Request) -> Response:
         chars = _characters(studio, reg)
     finally:
         reg.close()
-    return studio.page("home.html.j2", characters=chars, specs=[p.name for p in studio.specs()])
+    return studio.page("home.html.j2", characters=chars, specs=await run_in_threadpool(_spec_rows, studio))
+
+
+def _spec_rows(studio: Studio) -> list[dict[str, Any]]:
+    """Each spec with its title and size, or the first line of why it does not load."""
+    from ..planner import load_series
+
+    rows = []
+    for p in studio.specs():
+        try:
+            s = load_series(p)
+            rows.append({"name": p.name, "title": s.title or s.series, "episodes": len(s.episodes),
+                         "shots": sum(len(e.shots) for e in s.episodes), "error": None})
+        except StoryEngineError as e:
+            rows.append({"name": p.name, "title": p.stem, "episodes": 0, "shots": 0, "error": str(e).split("\n")[-1].strip()})
+    return rows
 
 
 async def characters_page(request: Request, *, error: str | None = None, verdicts: list | None = None,
