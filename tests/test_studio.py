@@ -353,3 +353,26 @@ def test_several_faces_show_a_face_picker_and_face_n_registers_one(ws, astronaut
         assert box[0] >= astronaut.shape[1]  # the right-hand face: Grace Hopper's
     finally:
         reg.close()
+
+
+def test_refused_shot_upload_and_invalid_render_change_nothing(ws):
+    c = client(ws)
+    tok = csrf_of(c, "/series/s.yaml")
+    h = {"Origin": BASE}
+    spec = (ws.episodes / "s.yaml").read_text()
+    r = c.post("/series/s.yaml/shots", data={"csrf": tok, "episode": "e1", "shot": "x"},
+               files={"still": ("x.png", b"GIF89a not really", "image/png")}, headers=h)
+    assert r.status_code == 400 and "x.png: not an image" in page(r)
+    r = c.post("/series/s.yaml/shots", data={"csrf": tok, "episode": "e9", "shot": "x"},
+               files={"still": ("x.png", png_bytes(np.zeros((96, 160, 3), np.uint8)), "image/png")}, headers=h)
+    assert r.status_code == 400 and "no episode with id 'e9'" in page(r)
+    assert (ws.episodes / "s.yaml").read_text() == spec and not (ws.episodes / "stills").exists()
+    # a spec naming an unregistered character: the planner's error with the YAML line, nothing rendered, lock free
+    (ws.episodes / "s.yaml").write_text(spec.replace("        prompt: slow push in", "        characters: [ghost]\n        prompt: slow push in"))
+    r = c.post("/series/s.yaml/render", data={"csrf": tok}, headers=h)
+    assert r.status_code == 400 and "ghost" in page(r) and "s.yaml" in page(r)
+    assert not (ws.renders / "s").exists() and registry_state(ws)[2] == 0
+    from storyengine.lock import WorkspaceLock
+
+    with WorkspaceLock(ws):  # released: a CLI render could start now
+        pass
