@@ -3,9 +3,9 @@
     .venv/bin/python scripts/bench_studio.py [--repeat 3] [--size 320x192] [--fps 24]
 
 Each try renders in a fresh workspace (no cache), alternating:
-- CLI: ``render_series`` with a reporter like the CLI's progress bars (the function ``storyengine
-  render`` calls; the interpreter's start-up is left out and printed once separately as the real
-  ``storyengine render`` subprocess time);
+- CLI: ``render_series`` with the CLI's own progress bars (``RichReporter`` drawing into a
+  terminal-like buffer), the call ``storyengine render`` makes; the interpreter's start-up is left out
+  and printed once separately as the real ``storyengine render`` subprocess time;
 - studio: a uvicorn server in this process, an HTTP client POSTing the render form and reading the
   server-sent events over a real socket.
 Times: to the first progress event (the first frame of progress a creator sees) and to the
@@ -50,20 +50,25 @@ def workspace(root: Path, size: tuple[int, int], fps: int):
 
 
 class Clock:
-    """A reporter that notes when the first progress and the shot arrive (the CLI's RichReporter does the same work)."""
+    """The CLI's own progress bars (RichReporter, drawn to a terminal-like buffer), noting when the first
+    progress and the shot arrive."""
 
-    def __init__(self, t0: float) -> None:
+    def __init__(self, t0: float, progress) -> None:
+        from storyengine.cli import RichReporter
+
         self.t0, self.first, self.shot = t0, None, None
+        self.bars = RichReporter(progress)
 
     def start(self, key, description, total):
+        self.bars.start(key, description, total)
         if self.first is None:
             self.first = time.perf_counter() - self.t0
 
     def update(self, key, completed, description=None):
-        pass
+        self.bars.update(key, completed, description)
 
     def done(self, key):
-        pass
+        self.bars.done(key)
 
     def event(self, kind, **data):
         if kind == "shot" and self.shot is None:
@@ -74,10 +79,19 @@ def cli_once(root: Path, size, fps) -> tuple[float, float, float]:
     from storyengine.render import render_series
     from storyengine.settings import Settings
 
+    import io
+
+    from rich.console import Console
+
+    from storyengine import cli
+
     ws = workspace(root, size, fps)
+    settings = Settings.load(ws.root, max_takes=1)
+    cli.err_console = Console(file=io.StringIO(), force_terminal=True, width=100)  # bars drawn as in a terminal
     t0 = time.perf_counter()
-    clock = Clock(t0)
-    render_series(ws, ws.episodes / "b.yaml", settings=Settings.load(ws.root, max_takes=1), reporter=clock)
+    with cli._progress() as p:
+        clock = Clock(t0, p)
+        render_series(ws, ws.episodes / "b.yaml", settings=settings, reporter=clock)
     return clock.first, clock.shot, time.perf_counter() - t0
 
 
@@ -142,7 +156,8 @@ def main() -> None:
             for name, fn in (("cli", cli_once), ("studio", studio_once)) if i % 2 == 0 else (("studio", studio_once), ("cli", cli_once)):
                 r = fn(Path(d) / f"{name}{i}", size, a.fps)
                 rows[name].append(r)
-                print(f"{name:6s} try {i + 1}: first progress {r[0]:.3f} s · playable take {r[1]:.3f} s · whole run {r[2]:.3f} s", flush=True)
+                print(f"{name:6s} try {i + 1}: first progress {r[0]:.3f} s · playable take {r[1]:.3f} s · whole run {r[2]:.3f} s",
+                      file=sys.stderr, flush=True)
         ws = workspace(Path(d) / "sub", size, a.fps)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "from storyengine.cli import app; app()", "render", "-w", str(ws.root),
@@ -150,11 +165,13 @@ def main() -> None:
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         sub = time.perf_counter() - t0
     med = {k: [statistics.median(r[j] for r in v) for j in range(3)] for k, v in rows.items()}
-    print(f"\none {a.fps * 4}-frame {size[0]}x{size[1]} shot, medians of {a.repeat}:")
-    for j, what in enumerate(("first progress", "playable take", "whole run")):
+    print(f"One {a.fps * 4}-frame {size[0]}x{size[1]} shot (motion back-end), fresh workspace each try, medians of {a.repeat}.\n")
+    print("| from the click to | CLI (render_series) s | studio (POST + SSE) s | studio / CLI (target <= 1.10) |")
+    print("|---|---:|---:|---:|")
+    for j, what in enumerate(("first progress event", "playable take", "whole run (stitched, report)")):
         c, s = med["cli"][j], med["studio"][j]
-        print(f"  {what:15s} CLI {c:7.3f} s   studio {s:7.3f} s   ratio {s / c:5.2f}x (target <= 1.10)")
-    print(f"  `storyengine render` as a subprocess (interpreter start-up and imports included): {sub:.2f} s")
+        print(f"| {what} | {c:.3f} | {s:.3f} | {s / c:.2f}x |")
+    print(f"\n`storyengine render` as a subprocess, interpreter start-up and imports included: {sub:.2f} s.")
 
 
 if __name__ == "__main__":

@@ -570,24 +570,19 @@ async def render_events(request: Request) -> Response:
     if job is None:
         return PlainTextResponse("no such render", status_code=404)
 
-    def wait_more(n: int) -> None:
-        with job.cond:
-            job.cond.wait_for(lambda: len(job.events) > n or job.finished, timeout=0.5)
-
     async def stream():
         n = 0
         while True:
-            evs = job.since(n)
+            evs, read = await run_in_threadpool(job.batch, n)  # returns as soon as the render has news
             for e in evs:
                 yield f"event: {e['kind']}\ndata: {json.dumps(e, default=str)}\n\n"
-            n += len(evs)
-            if job.finished and not job.since(n):
+            n += read
+            if job.finished and n >= len(job.events):
                 if not any(e["kind"] == "end" for e in job.events):
                     yield f"event: end\ndata: {json.dumps({'kind': 'end', 'state': job.state, 'error': job.error})}\n\n"
                 return
             if await request.is_disconnected():
                 return
-            await run_in_threadpool(wait_more, n)  # wakes as soon as the render pushes an event
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -23,6 +23,7 @@ from ..settings import Settings
 from ..workspace import Workspace
 
 _ids = itertools.count(1)
+UPDATE_EVERY = 0.1  # seconds: how often frame counts wake the event streams
 
 
 class Job:
@@ -38,6 +39,7 @@ class Job:
         self.cond = threading.Condition()
         self.ready = threading.Event()  # set once the run is validated (or failed validating)
         self.thread: threading.Thread | None = None
+        self._woke = 0.0
 
     # ---- the Reporter protocol (render.Reporter), called from the render thread
     def start(self, key: str, description: str, total: int) -> None:
@@ -53,9 +55,33 @@ class Job:
         self.push(kind, **{k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()})
 
     def push(self, kind: str, **data: Any) -> None:
+        """Keep the event; wake the streams at once, except for frame counts (at most every ``UPDATE_EVERY`` s)."""
+        now = time.monotonic()
         with self.cond:
-            self.events.append({"kind": kind, "t": round(time.monotonic() - self.started, 3), **data})
-            self.cond.notify_all()
+            self.events.append({"kind": kind, "t": round(now - self.started, 3), **data})
+            if kind != "progress" or "completed" not in data or "total" in data or now - self._woke >= UPDATE_EVERY:
+                self._woke = now
+                self.cond.notify_all()
+
+    def batch(self, n: int, timeout: float = 0.25) -> tuple[list[dict[str, Any]], int]:
+        """(events after the first ``n``, how many were read), waiting up to ``timeout`` for one; frame counts merged per bar.
+
+        A render reports every frame generated and checked; a page needs the latest count of each bar
+        only, so consecutive updates of one bar in a batch become the last one.
+        """
+        with self.cond:
+            if len(self.events) <= n and not self.finished:
+                self.cond.wait(timeout)
+            evs = self.events[n:]
+        out: list[dict[str, Any]] = []
+        for e in evs:
+            if (e["kind"] == "progress" and "completed" in e and "total" not in e and out
+                    and out[-1]["kind"] == "progress" and out[-1].get("key") == e["key"] and "total" not in out[-1]
+                    and not out[-1].get("done")):
+                out[-1] = {**e, "description": e.get("description") or out[-1].get("description")}
+            else:
+                out.append(e)
+        return out, len(evs)
 
     def since(self, n: int) -> list[dict[str, Any]]:
         with self.cond:
