@@ -3,7 +3,7 @@
 Every operation that writes more than one row does it in one transaction and recomputes the
 character's identity statistics inside it (``register.refresh_identity``); files are written
 with ``atomic_path`` (temp + rename) and folder moves are undone if the transaction fails.
-Only ``cli_characters.py`` prints.
+Only ``storyengine/cli/characters.py`` prints.
 """
 
 from __future__ import annotations

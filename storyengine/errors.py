@@ -1,4 +1,4 @@
-"""Named errors. Only ``cli.py`` turns them into messages and exit codes."""
+"""Named errors. Only ``storyengine.cli`` turns them into messages and exit codes."""
 
 
 class StoryEngineError(Exception):

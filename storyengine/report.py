@@ -46,18 +46,22 @@ def accepted_frames(reg: Registry, take: dict[str, Any], handle: str | None = No
     return list(reg.db.query(q + " order by frame", args))
 
 
-def build_report(reg: Registry, series: str, run_id: int | None = None, episode: str | None = None) -> dict[str, Any]:
-    """The report of ``series`` (optionally one ``episode``); raises RegistryError naming what is missing."""
+def build_report(reg: Registry, series: str, run_id: int | None = None,
+                 episode: str | list[str] | None = None) -> dict[str, Any]:
+    """The report of ``series`` (optionally only ``episode``, one id or several); raises RegistryError naming
+    what is missing."""
     run = (list(reg.db.query("select * from runs where id = ?", [run_id])) or [None])[0] if run_id else reg.latest_run(series)
     if not run:
         known = ", ".join(reg.series_names()) or "none"
         raise RegistryError(f"no render of series {series!r} is recorded (series rendered here: {known})")
     finals = final_takes(reg, series, run_id)
-    if episode is not None:
+    if episode:
+        wanted = [episode] if isinstance(episode, str) else list(episode)
         eps = sorted({t["episode_id"] for t in finals})
-        if episode not in eps:
-            raise RegistryError(f"series {series!r} has no rendered episode {episode!r} (rendered: {', '.join(eps) or 'none'})")
-        finals = [t for t in finals if t["episode_id"] == episode]
+        for e in wanted:
+            if e not in eps:
+                raise RegistryError(f"series {series!r} has no rendered episode {e!r} (rendered: {', '.join(eps) or 'none'})")
+        finals = [t for t in finals if t["episode_id"] in wanted]
     counts = {r["shot_id"]: r["n"] for r in reg.db.query(
         "select shot_id, count(*) as n from takes where series = ? and run_id = ? group by shot_id", [series, run["id"]])}
     episodes: dict[str, dict[str, Any]] = {}

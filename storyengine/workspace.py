@@ -65,10 +65,20 @@ class Workspace:
     def series_dir(self, series: str) -> Path:
         return inside(self.root, self.renders / check_handle(series))
 
+    def exists(self) -> bool:
+        """True when the folder holds a workspace skeleton (any of characters/, episodes/, renders/)."""
+        return is_workspace(self.root)
+
     def ensure(self) -> "Workspace":
         for p in (self.characters, self.episodes, self.renders):
             p.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def is_workspace(root: str | os.PathLike[str]) -> bool:
+    """True when ``root`` holds a workspace skeleton (any of characters/, episodes/, renders/); creates nothing."""
+    r = Path(root).expanduser()
+    return any((r / name).is_dir() for name in ("characters", "episodes", "renders"))
 
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -292,17 +292,22 @@ def test_cli_character_commands(ws, tmp_path, person_photos, astronaut, hopper):
     assert r.exit_code == 1 and "h.png: looks like a different person: distance" in r.output
     r = run(app, ["character", "remove", "mara", *w])
     assert r.exit_code == 1 and "pass --yes to confirm" in r.output
-    assert run(app, ["character", "rename", "mara", "maya", *w]).exit_code == 0
+    r = run(app, ["character", "rename", "mara", "maya", "--json", *w])
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"old": "mara", "new": "maya"}
     z = tmp_path / "maya.zip"
-    assert run(app, ["character", "export", "maya", str(z), *w]).exit_code == 0
+    r = run(app, ["character", "export", "maya", str(z), "--json", *w])
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"handle": "maya", "zip": str(z), "photos": 3, "vectors": 3,
+                                                         "adapters": 0}, r.stdout
     r = run(app, ["character", "import", str(z), *w])
     assert r.exit_code == 1 and "--as NEW" in r.output
-    assert run(app, ["character", "import", str(z), "--as", "maya2", *w]).exit_code == 0
+    r = run(app, ["character", "import", str(z), "--as", "maya2", "--json", *w])
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"handle": "maya2", "photos": 3}
     lora = lora_file(tmp_path / "maya.safetensors")
     r = run(app, ["character", "adapter", "add", "maya", str(lora), "--base", "wan", "--trigger", "sks", "--weight", "0.8", *w])
     assert r.exit_code == 0 and "rank 4" in r.output, r.output
     r = run(app, ["character", "list", "--json", *w])
     rows = {c["handle"]: c for c in json.loads(r.stdout)}
     assert set(rows) == {"maya", "maya2"} and rows["maya"]["adapters"] == 1 and rows["maya2"]["photos"] == 3
-    assert run(app, ["character", "remove", "maya2", "--yes", *w]).exit_code == 0
+    r = run(app, ["character", "remove", "maya2", "--yes", "--json", *w])
+    assert r.exit_code == 0 and json.loads(r.stdout)["handle"] == "maya2" and json.loads(r.stdout)["removed"]
     assert not (ws.characters / "maya2").exists()

@@ -1,5 +1,7 @@
 """`storyengine verify`: valid (0), tampered (1), missing (2)."""
 
+import json
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -21,6 +23,9 @@ def test_verify_exit_codes(tmp_path):
               source_still=still, digital_source_type=ALGORITHMIC_MEDIA, title="clip")
     r = runner.invoke(app, ["verify", str(clip)])
     assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["verify", str(clip), "--json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["state"] == "valid" and doc["digital_source_types"] == [ALGORITHMIC_MEDIA], doc
     data = bytearray(clip.read_bytes())
     i = data.index(b"mdat") + 64
     data[i] ^= 0xFF

@@ -1,4 +1,6 @@
-"""The whole chain, small: demo --days 2 at 320x180 in a temp workspace, asserted through the in-process probe (PyAV) and SQLite.
+"""The whole chain, small: demo --days 2 at 320x180 in a temp workspace, asserted through the in-process probe
+(PyAV) and SQLite; the repository's demo inputs (episodes/subway-diary.yaml, characters/*.yaml) kept equal to what
+the demo writes.
 
 The demo runs as a user's first command would on a bare machine: in a child process whose PATH holds
 only the virtualenv's bin folder (no system ffmpeg or ffprobe), under umask 022.
@@ -6,13 +8,17 @@ only the virtualenv's bin folder (no system ffmpeg or ffprobe), under umask 022.
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from storyengine import media
@@ -21,11 +27,12 @@ from storyengine.registry import Registry
 from storyengine.workspace import Workspace
 
 
+ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
 
 
 @pytest.fixture(scope="module")
-def demo_ws(tmp_path_factory):
+def demo_run(tmp_path_factory):
     if shutil.which("ffmpeg", path=VENV_BIN) or shutil.which("ffprobe", path=VENV_BIN):
         pytest.skip(f"{VENV_BIN} holds ffmpeg/ffprobe: cannot hide the system's tools from the demo")
     root = tmp_path_factory.mktemp("demo")
@@ -33,9 +40,76 @@ def demo_ws(tmp_path_factory):
     env.update(PATH=VENV_BIN, HF_HUB_OFFLINE="1", STORYENGINE_C2PA_DIR=str(tmp_path_factory.getbasetemp() / "c2pa"))
     code = "import os; os.umask(0o022); from storyengine.cli import app; app()"
     res = subprocess.run([sys.executable, "-c", code, "demo", "-w", str(root), "--days", "2", "--width", "320",
-                          "--height", "180", "--seconds", "3"], env=env, cwd=root, capture_output=True, text=True, timeout=1200)
+                          "--height", "180", "--seconds", "3", "--json"], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=1200)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return Workspace.at(root)
+    return Workspace.at(root), json.loads(res.stdout), res.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_ws(demo_run):
+    return demo_run[0]
+
+
+def test_demo_json_and_progress_lines(demo_run):
+    ws, doc, stderr = demo_run
+    assert doc["workspace"] == str(ws.root) and doc["spec"] == str(ws.episodes / "subway-diary.yaml")
+    assert (doc["accepted"], doc["total"]) == (3, 4) and Path(doc["report"]).is_file()
+    verdicts = {s["shot"]: s["verdict"] for s in doc["shots"]}
+    assert verdicts["day-2-evening"] == "reject" and verdicts["day-1-morning"] == "accept"
+    assert [e["episode"] for e in doc["episodes"]] == ["day-1", "day-2"]
+    assert doc["episodes"][1]["rejected"] == ["day-2-evening"] and all(Path(e["path"]).is_file() for e in doc["episodes"])
+    assert doc["takes"]["generated"] == sum(s["takes"] for s in doc["shots"])
+    # stderr is not a terminal here: one timestamped line per finished shot, then per stitched episode
+    shot_lines = [line for line in stderr.splitlines() if re.match(r"\[ *\d+\.\ds\] subway-diary: \d/4 shots", line)]
+    assert [re.search(r"(\d)/4", line).group(1) for line in shot_lines] == ["1", "2", "3", "4"]
+    assert sum("day-1: stitching" in line for line in stderr.splitlines()) == 1
+
+
+def test_shipped_cards_are_the_demo_characters(demo_ws):
+    """characters/mara.yaml and chelsea.yaml give the demo's photos pixel for pixel, and its registry rows."""
+    from storyengine.cards import card_images, load_card
+
+    reg = Registry.open(demo_ws)
+    for handle in ("mara", "chelsea"):
+        path = ROOT / "characters" / f"{handle}.yaml"
+        card = load_card(path)
+        row = reg.character(handle)
+        assert (card.handle, card.name, card.kind, card.description, card.consent, card.licence) == \
+            (handle, row["name"], row["kind"], row["description"], row["consent"], row["licence"])
+        images = card_images(card, path)
+        written = sorted((demo_ws.episodes / "sources").glob(f"{handle}-*.png"))
+        assert len(images) == len(written) == 3
+        for img, png in zip(images, written):
+            assert np.array_equal(img, np.asarray(Image.open(png).convert("RGB"))), png.name
+
+
+def test_character_add_from_card_registers_the_demo_photos(demo_ws, tmp_path):
+    res = CliRunner().invoke(app, ["character", "add", "--from", str(ROOT / "characters" / "mara.yaml"), "-w",
+                                   str(tmp_path / "ws"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["handle"] == "mara" and len(doc["accepted"]) == 3 and doc["rejected"] == []
+    ours = {p["sha256"] for p in Registry.open(Workspace.at(tmp_path / "ws")).photos("mara")}
+    assert ours == {p["sha256"] for p in Registry.open(demo_ws).photos("mara")}
+
+
+def test_shipped_spec_is_what_the_demo_writes(demo_ws):
+    """episodes/subway-diary.yaml is `storyengine demo`'s spec at its defaults (7 days, 640x360, 4 s shots):
+    cut to the fixture's 2 days, 320x180 and 3 s, it equals the spec the demo just wrote."""
+    shipped_text = (ROOT / "episodes" / "subway-diary.yaml").read_text(encoding="utf-8")
+    written_text = (demo_ws.episodes / "subway-diary.yaml").read_text(encoding="utf-8")
+    header = lambda t: [line for line in t.splitlines() if line.startswith("#")]
+    assert header(shipped_text) == header(written_text)
+    shipped = yaml.safe_load(shipped_text)
+    assert (len(shipped["episodes"]), shipped["width"], shipped["height"]) == (7, 640, 360)
+    assert {s["duration"] for e in shipped["episodes"] for s in e["shots"]} == {4.0}
+    shipped["episodes"] = shipped["episodes"][:2]
+    shipped["width"], shipped["height"] = 320, 180
+    for e in shipped["episodes"]:
+        for s in e["shots"]:
+            s["duration"] = 3.0
+    assert shipped == yaml.safe_load(written_text)
 
 
 def test_registry_rows(demo_ws):
@@ -106,9 +180,9 @@ def test_report_and_plan_commands(demo_ws):
 def test_every_command_has_help():
     for cmd in (["--help"], ["character", "--help"], ["character", "add", "--help"], ["character", "list", "--help"],
                 ["character", "show", "--help"], ["plan", "--help"], ["render", "--help"], ["report", "--help"],
-                ["check", "--help"], ["verify", "--help"], ["demo", "--help"]):
+                ["check", "--help"], ["verify", "--help"], ["demo", "--help"], ["init", "--help"], ["-h"]):
         r = CliRunner().invoke(app, cmd)
-        assert r.exit_code == 0 and "Usage" in r.output, cmd
+        assert r.exit_code == 0 and "Usage" in r.output and "Example: storyengine" in r.output, cmd
 
 
 def test_a_missing_media_tool_fails_before_any_work(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from storyengine import plugins
 from storyengine.cli import app
+from storyengine.errors import StoryEngineError
 from storyengine.workspace import Workspace
 
 SPEC = """series: s
@@ -247,8 +248,22 @@ def test_13_handle_that_would_escape_the_workspace(w, src):
 
 
 def test_14_unknown_kind(w, src):
-    err = refused(w, "character", "add", "zoe", src / "p1.png", "--kind", "robot")
-    assert err == "error: kind 'robot' is not one of person, pet, object, drawn\n"
+    # a usage error (exit 2) from the option's choices, before anything is read; the registry refuses it too
+    before = snapshot(w)
+    res = cli("character", "add", "zoe", src / "p1.png", "--kind", "robot", "-w", w.root)
+    assert res.exit_code == 2 and res.stdout == "" and snapshot(w) == before
+    assert "'robot' is not one of" in res.stderr and "'person', 'pet', 'object', 'drawn'" in res.stderr
+    from storyengine.register import KINDS, register_character
+    from storyengine.registry import Registry
+
+    with pytest.raises(StoryEngineError, match="kind 'robot' is not one of person, pet, object, drawn"):
+        register_character(Registry.open(w), w, "zoe", [src / "p1.png"], kind="robot")
+    from typing import get_args
+
+    from storyengine.cards import CharacterCard
+    from storyengine.cli.characters import Kind
+
+    assert get_args(Kind) == get_args(CharacterCard.model_fields["kind"].annotation) == KINDS  # one list of kinds
 
 
 def test_15_unknown_handle_for_add_photos(w, src):

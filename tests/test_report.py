@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -95,7 +96,7 @@ def test_check_errors_name_the_value(week):
     r = CliRunner().invoke(app, ["check", str(path), "-c", "nobody", "-w", str(week.root)])
     assert r.exit_code == 1 and "unknown character 'nobody'" in r.output
     r = CliRunner().invoke(app, ["check", str(path), "-c", "mara", "-w", str(week.root), "--mode", "fast"])
-    assert r.exit_code == 1 and "unknown check mode 'fast'" in r.output
+    assert r.exit_code == 2 and "'fast' is not one of 'full', 'sampled'" in r.output  # a usage error: the choices
 
 
 def test_report_json_numbers(week):
@@ -118,11 +119,23 @@ def test_report_json_numbers(week):
     assert [e["episode"] for e in json.loads(r.output)["episodes"]] == ["day-2"]
     r = CliRunner().invoke(app, ["report", "-w", str(week.root), "--episode", "day-9"])
     assert r.exit_code == 1 and "no rendered episode 'day-9'" in r.output
+    r = CliRunner().invoke(app, ["report", "-w", str(week.root), "--json", "-e", "day-2", "-e", "day-1"])  # both kept
+    assert [e["episode"] for e in json.loads(r.output)["episodes"]] == ["day-1", "day-2"]
+    r = CliRunner().invoke(app, ["report", "-w", str(week.root), "-e", "day-1", "-e", "day-9"])
+    assert r.exit_code == 1 and "no rendered episode 'day-9'" in r.stderr and r.stdout == ""
 
 
 def test_report_table_and_fail_under(week):
     r = CliRunner().invoke(app, ["report", "week", "-w", str(week.root), "--fail-under", "0.5"])
-    assert r.exit_code == 0 and "d2-evening" in r.output and "characters across the series" in r.output
+    assert r.exit_code == 0, r.output
+    # piped: tab-separated rows with full values, the shot table then each character by episode
+    lines = r.stdout.splitlines()
+    assert lines[0].split("\t")[:4] == ["episode", "shot", "character", "frames"]
+    rows = [line.split("\t") for line in lines]
+    reject = next(x for x in rows if x[1] == "d2-evening")
+    assert reject[0] == "day-2" and reject[2] == "mara" and reject[11] == "reject" and "frames 6–9" in reject[12]
+    assert any(x[:3] == ["character", "encoder", "episode"] for x in rows)
+    assert any(x[0] == "mara" and x[2] == "day-2" for x in rows)
     r = CliRunner().invoke(app, ["report", "week", "-w", str(week.root), "--fail-under", "0.995"])
     assert r.exit_code == 3 and "mean" in r.output and "< 0.995" in r.output
 
@@ -240,3 +253,114 @@ def test_report_open_writes_the_page_and_opens_it(week, monkeypatch):
     assert r.exit_code == 0, r.output
     page = week.renders / "week" / "report.html"
     assert opened == [page.resolve().as_uri()] and "shots accepted" in page.read_text()
+# ------------------------------------------------------------------ tables at any width, and piped
+def _run_at(args, columns):
+    """Run the CLI as in a terminal ``columns`` wide (Rich's TTY_COMPATIBLE), or piped (columns None)."""
+    env = {"COLUMNS": str(columns or 80), "NO_COLOR": "1", "TTY_COMPATIBLE": "1" if columns else "0"}
+    r = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    assert r.exit_code in (0, 3), (args, r.output)
+    return re.sub(r"\x1b\[[0-9;]*m", "", r.stdout) if columns else r.stdout
+
+
+def _spec_for_plan(ws):
+    import yaml
+    from PIL import Image
+
+    still = ws.episodes / "stills" / "a-rather-long-still-name-for-the-first-morning-shot.png"
+    still.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (320, 180), (90, 100, 120)).save(still)
+    spec = {"series": "week-plan", "width": 320, "height": 180, "episodes": [
+        {"id": f"day-{d}", "shots": [{"id": f"d{d}-{t}", "still": f"stills/{still.name}", "characters": ["mara"],
+                                      "duration": 1.0} for t in ("morning", "evening")]} for d in (1, 2)]}
+    p = ws.episodes / "week-plan.yaml"
+    p.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return p
+
+
+def _whole_values(week):
+    """Every number, id and path the tables show, taken from the commands' own --json."""
+    run = lambda *a: json.loads(CliRunner().invoke(app, [str(x) for x in a]).stdout)
+    rep = run("report", "week", "-w", week.root, "--json")
+    f = lambda v: "—" if v is None else f"{v:.3f}"
+    report = set()
+    for ep in rep["episodes"]:
+        report.add(ep["episode"])
+        for sh in ep["shots"]:
+            report |= {sh["shot"], sh["verdict"], str(sh["takes"])}
+            for c in sh["characters"]:
+                report |= {c["character"], str(c["frames_scored"]), f(c["mean"]), f(c["min"]), f(c["bound"])}
+    for c in rep["characters"]:
+        report |= {c["character"], f(c["mean"]), f(c["worst_episode_mean"]), f(c["min_episode_to_episode"])}
+        report |= {f(e["mean"]) for e in c["episodes"]}
+    takes = {v for t in run("takes", "d2-evening", "-w", week.root, "--json")
+             for v in (t["path"], str(t["seed"]), t["decision"], f"{t['score']:.3f}")}
+    show = run("character", "show", "mara", "-w", week.root, "--json")
+    character = {v for p in show["photos"] for v in (p["path"], p["source"], "sha256:" + p["sha256"], f"{p['width']}x{p['height']}")}
+    character |= {v for s in show["identity"] for v in (s["encoder"], s["encoder_version"], f"{s['max_distance']:.3f}",
+                                                        f"{s['bound']:.3f}")}
+    spec = _spec_for_plan(week)
+    plans = run("plan", spec, "-w", week.root, "--json")
+    plan = {v for p in plans for v in (p["episode_id"], p["shot_id"], str(p["seed"]), str(p["num_frames"]),
+                                       Path(p["still"]).name)}
+    dry = run("render", spec, "-w", week.root, "--dry-run", "--json")
+    dry_run = {v for r in dry["shots"] for v in (r["episode"], r["shot"], r["action"])}
+    clip = week.renders / "week" / "takes" / "d2-evening.mp4"
+    chk = run("check", clip, "-c", "mara", "-w", week.root, "--json")
+    check = {chk["verdict"]} | {v for s in chk["summary"] for v in (
+        s["handle"], str(s["frames_scored"]), str(s["frames_drifted"]), f(s["mean"]), f(s["min"]), f(s["bound"]))}
+    return {("report", "week"): report, ("takes", "d2-evening"): takes, ("character", "show", "mara"): character,
+            ("character", "list"): {"mara", "Mara", "person", str(len(show["photos"]))},
+            ("plan", spec): plan, ("render", spec, "--dry-run"): dry_run, ("check", clip, "-c", "mara"): check}
+
+
+@pytest.fixture(scope="module")
+def whole_values(week):
+    return _whole_values(week)
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200, None], ids=["60", "80", "200", "piped"])
+def test_tables_never_cut_a_number_id_or_path(week, whole_values, columns):
+    for args, values in whole_values.items():
+        text = _run_at([*args, "-w", week.root], columns)
+        # a terminal shows a sha256 by its first 12 digits (as git does), a pipe the whole digest
+        values = {(v[7:] if columns is None else v[7:19]) if v.startswith("sha256:") else v for v in values}
+        whole = lambda v: re.search(rf"(?<![\w./-]){re.escape(v)}(?![\w/-])", text)  # a token, not part of one
+        missing = sorted(v for v in values if not whole(v))
+        assert not missing, (args, columns, missing, text)
+        assert "…" not in text, (args, columns, text)
+        if args[0] == "check" and columns:
+            assert str(args[1]) in text  # the title names the clip, whole
+        if columns is None:  # piped: tab-separated, no colour, no padding to a width
+            assert "\t" in text and "\x1b[" not in text and "─" not in text, (args, text)
+            continue
+        for line in text.splitlines():  # a line may pass the edge only to keep a path whole
+            assert len(line) <= columns or any(len(tok) > columns // 2 for tok in line.split()), (args, columns, line)
+
+
+def test_report_piped_rows_hold_every_column(week):
+    rep = json.loads(CliRunner().invoke(app, ["report", "week", "-w", str(week.root), "--json"]).stdout)
+    rows = [line.split("\t") for line in _run_at(["report", "week", "-w", week.root], None).splitlines()]
+    header = rows[0]
+    assert header == ["episode", "shot", "character", "frames", "mean", "min", "p5", "bound", "subj.", "flicker",
+                      "takes", "verdict", "reason"]
+    by_shot = {r[1]: dict(zip(header, r)) for r in rows[1:] if len(r) == len(header) and r[1]}
+    for ep in rep["episodes"]:
+        for sh in ep["shots"]:
+            row = by_shot[sh["shot"]]
+            c = sh["characters"][0]
+            assert (row["episode"], row["character"], row["frames"], row["mean"], row["verdict"], row["reason"]) == \
+                (ep["episode"], c["character"], str(c["frames_scored"]), f"{c['mean']:.3f}", sh["verdict"], sh["reason"])
+
+
+def test_narrow_terminals_choose_narrower_layouts(week):
+    """The report is a full table at 200 columns; at 80 the reason column goes (reasons follow the table); at 60
+    the series table becomes one table per character."""
+    wide = _run_at(["report", "week", "-w", week.root], 200)
+    narrow = _run_at(["report", "week", "-w", week.root], 80)
+    header = next(line for line in wide.splitlines() if line.startswith("shot "))
+    assert header.split() == ["shot", "character", "frames", "mean", "min", "p5", "bound", "subj.", "flicker", "takes",
+                              "verdict", "reason"]
+    assert "characters across the series" in wide and "  d2-evening: reject" not in wide
+    assert "  d2-evening: reject — " in narrow and "characters across the series" in narrow
+    narrowest = _run_at(["report", "week", "-w", week.root], 60)
+    assert "mara (dlib-face) across week" in narrowest and "characters across the series" not in narrowest

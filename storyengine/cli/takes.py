@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from .cli import WorkspaceOpt, _fail, _ws, app, console
-from .errors import StoryEngineError
+from ..errors import StoryEngineError
+from .common import Col, JsonOpt, View, WorkspaceOpt, command, commands, emit_json, fail, info, open_workspace, show
+
+app = commands()
 
 
 def shot_takes(reg, shot: str, series: str | None = None, run_id: int | None = None) -> list[dict]:
     """Takes of ``shot`` in the latest run that rendered it (or ``run_id``), with their lowest mean similarity."""
-    from .errors import RegistryError
+    from ..errors import RegistryError
 
     where, args = "shot_id = ?", [shot]
     if series:
@@ -39,25 +38,36 @@ def shot_takes(reg, shot: str, series: str | None = None, run_id: int | None = N
     return out
 
 
-@app.command("takes")
-def takes_cmd(shot: str = typer.Argument(..., help="Shot id."),
-              series: Optional[str] = typer.Option(None, "--series", "-s", help="Series name (when shot ids repeat across series)."),
-              workspace: Path = WorkspaceOpt,
-              as_json: bool = typer.Option(False, "--json", help="Print the takes as JSON.")) -> None:
-    """List every take of a shot (seed, mood, verdict, score, file) and mark the one the episode uses."""
-    from .registry import Registry
+def takes_view(shot: str, rows: list[dict]) -> View:
+    """The takes table; a narrow terminal drops mood and kept frames, then turns into one block per take."""
+    v = View(f"takes of {shot} (run {rows[0]['run']})" if rows else f"takes of {shot}",
+             [Col("used"), Col("take", "num"), Col("seed", "num"), Col("mood", drop=1), Col("verdict"), Col("score", "num"),
+              Col("kept frames", "num", drop=1), Col("file", "path")])
+    for r in rows:
+        v.add("★" if r["used"] else "", r["take"], r["seed"], r["mood"] or "-", r["decision"],
+              "-" if r["score"] is None else f"{r['score']:.3f}", f"{r['keep'][0]}–{r['keep'][1]}", r["path"])
+    return v
+
+
+@command(app, "takes")
+def takes_cmd(shot: str = typer.Argument(..., metavar="SHOT", help="Shot id."),
+              series: Optional[str] = typer.Option(None, "--series", "-s", metavar="SERIES",
+                                                   help="Series name (when shot ids repeat across series)."),
+              workspace: Optional[Path] = WorkspaceOpt,
+              as_json: bool = JsonOpt) -> None:
+    """List every take of a shot (seed, mood, verdict, score, file) and mark the one the episode uses.
+
+    Example: storyengine takes day-2-evening --json
+    """
+    from ..registry import Registry
 
     try:
-        rows = shot_takes(Registry.open(_ws(workspace)), shot, series)
+        rows = shot_takes(Registry.open(open_workspace(workspace)), shot, series)
     except StoryEngineError as e:
-        _fail(e)
+        fail(e)
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        emit_json(rows)
         return
-    t = Table("", "take", "seed", "mood", "verdict", "score", "kept frames", "file", title=f"takes of {shot} (run {rows[0]['run']})")
-    for r in rows:
-        t.add_row("★" if r["used"] else "", str(r["take"]), str(r["seed"]), r["mood"] or "-", r["decision"],
-                  "-" if r["score"] is None else f"{r['score']:.3f}", f"{r['keep'][0]}–{r['keep'][1]}", r["path"])
-    console.print(t)
+    show(takes_view(shot, rows))
     if not any(r["used"] for r in rows):
-        console.print("no take of this shot is in the episode (every take was rejected)")
+        info("no take of this shot is in the episode (every take was rejected)")
