@@ -89,6 +89,9 @@ def test_render_streams_progress_and_serves_the_episode_with_ranges(ws):
     assert kinds[0] == "started" and kinds[-1] == "end" and out["events"][-1]["state"] == "done", out["events"][-3:]
     assert [e["shot"] for e in out["events"] if e["kind"] == "shot"] == ["a", "c"]
     assert [e["episode"] for e in out["events"] if e["kind"] == "episode"] == ["e1", "e2"]
+    again = render(c, tok)  # the lock is free as soon as `end` is seen; everything comes from the cache
+    assert [(e["shot"], e["generated"]) for e in again["events"] if e["kind"] == "shot"] == [("a", 0), ("c", 0)]
+    assert [e["reused"] for e in again["events"] if e["kind"] == "episode"] == [True, True]
     frames = [e for e in out["events"] if e["kind"] == "progress" and e["key"].startswith("shot:") and e.get("completed")]
     assert frames and max(e["completed"] for e in frames) == 8  # 1 s at 8 fps
     ep = ws.renders / "s" / "e1.mp4"
@@ -123,7 +126,7 @@ def test_second_render_is_told_who_holds_the_lock(ws):
     before = registry_state(ws)
     with WorkspaceLock(ws):
         r = c.post("/series/s.yaml/render", data={"csrf": tok}, headers={"Origin": BASE})
-    assert r.status_code == 409 and "is being rendered by pid" in page(r)
+    assert r.status_code == 409 and "is being rendered by pid" in page(r) and "--wait" not in page(r)
     assert registry_state(ws) == before and not (ws.renders / "s").exists()
 
 

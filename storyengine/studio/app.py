@@ -224,7 +224,7 @@ async def characters_page(request: Request, *, error: str | None = None, verdict
 
 # the CLI's flags in the gates' lines, as this page's fields
 _FLAG_WORDS = [("pass --face N", "set Face to N below"), ("use --force to keep it", "tick Keep outliers to keep it"),
-               ("--face ", "Face ")]
+               ("--face ", "Face "), (", or pass --wait SECONDS to queue behind it", "")]
 
 
 def _page_words(line: str) -> str:
@@ -536,9 +536,10 @@ async def render_post(request: Request) -> Response:
         studio.job = await run_in_threadpool(start_job, studio.ws, path, episodes, label, studio.settings(),
                                              studio.backend_factory)
     except WorkspaceBusy as e:
+        msg = _page_words(str(e))
         if request.headers.get("accept", "").startswith("application/json"):
-            return JSONResponse({"error": str(e)}, status_code=409)
-        return await series_page(request, error=str(e), status=409)
+            return JSONResponse({"error": msg}, status_code=409)
+        return await series_page(request, error=msg, status=409)
     except StoryEngineError as e:
         if request.headers.get("accept", "").startswith("application/json"):
             return JSONResponse({"error": str(e)}, status_code=400)

@@ -120,17 +120,22 @@ def start_job(ws: Workspace, spec_path: Path, episodes: list[str] | None, label:
                 return
             finally:
                 job.ready.set()
-            job.state = "running"
             job.push("started", label=label, shots=len(run.plans))
+            state, error = "running", ""
+            job.state = state
             try:
                 run.run()
-                job.state = "done"
+                state = "done"
             except StoryEngineError as e:
-                job.state, job.error = "failed", str(e)
+                state, error = "failed", str(e)
             except Exception as e:  # shown on the page as one line; the trace goes to the server log
                 traceback.print_exc()
-                job.state, job.error = "failed", f"{type(e).__name__}: {e}"
-            job.push("end", state=job.state, error=job.error)
+                state, error = "failed", f"{type(e).__name__}: {e}"
+            reg.close()
+            reg = None
+            lock.release()  # before `end`: a page that sees it can start the next render at once
+            job.error, job.state = error, state
+            job.push("end", state=state, error=error)
         finally:
             if reg is not None:
                 reg.close()
