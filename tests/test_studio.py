@@ -379,3 +379,18 @@ def test_refused_shot_upload_and_invalid_render_change_nothing(ws):
 
     with WorkspaceLock(ws):  # released: a CLI render could start now
         pass
+
+
+def test_takes_page_shows_a_recorded_decision(ws, monkeypatch):
+    from storyengine.studio import app as studio_app
+
+    c = client(ws)
+    render(c, csrf_of(c), episode="e2")
+    reg = Registry.open(ws)
+    try:  # a decisions table as issue 15 may shape it (the page reads it defensively)
+        reg.db["decisions"].insert({"series": "s", "shot_id": "c", "take": 1, "action": "accept", "reason": "the light is right"})
+    finally:
+        reg.close()
+    monkeypatch.setattr(studio_app, "decisions_module", lambda: object())
+    text = page(c.get("/series/s.yaml/shots/c"))
+    assert "decided: accept — the light is right" in re.sub(r"<[^>]+>", "", text)
