@@ -159,6 +159,8 @@ def test_a_creator_session_in_chromium(server, tmp_path, astronaut):
         page.eval_on_selector("#episode-video", "v => { v.muted = true; return v.play(); }")
         page.wait_for_function("document.getElementById('episode-video').readyState >= 2", timeout=20_000)
         page.wait_for_function("document.getElementById('episode-video').currentTime > 0.3", timeout=20_000)
+        page.click("#chapters button >> nth=1")  # chapter b: a seek, served by a Range request
+        page.wait_for_function("document.getElementById('episode-video').currentTime >= 1.0", timeout=20_000)
         cues = page.evaluate("() => { const t = document.querySelector('#episode-video').textTracks[0];"
                              " t.mode = 'hidden'; return t.kind; }")
         assert cues == "chapters"
