@@ -369,6 +369,7 @@ def test_refused_shot_upload_and_invalid_render_change_nothing(ws):
     r = c.post("/series/s.yaml/shots", data={"csrf": tok, "episode": "e9", "shot": "x"},
                files={"still": ("x.png", png_bytes(np.zeros((96, 160, 3), np.uint8)), "image/png")}, headers=h)
     assert r.status_code == 400 and "no episode with id 'e9'" in page(r)
+    assert 'name="shot" value="x"' in r.text  # the form keeps what was typed
     assert (ws.episodes / "s.yaml").read_text() == spec and not (ws.episodes / "stills").exists()
     # a spec naming an unregistered character: the planner's error with the YAML line, nothing rendered, lock free
     (ws.episodes / "s.yaml").write_text(spec.replace("        prompt: slow push in", "        characters: [ghost]\n        prompt: slow push in"))

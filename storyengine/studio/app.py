@@ -425,13 +425,15 @@ def _series_view(studio: Studio, name: str) -> dict[str, Any]:
     return view
 
 
-async def series_page(request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200) -> Response:
+async def series_page(request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200,
+                      values: dict[str, Any] | None = None) -> Response:
     studio: Studio = request.app.state.studio
     try:
         view = await run_in_threadpool(_series_view, studio, request.path_params["name"])
     except Refused as e:
         return studio.page("error.html.j2", status=404, error=str(e))
-    return studio.page("series.html.j2", status=status, v=view, error=error, spec_error=view["error"], notice=notice)
+    return studio.page("series.html.j2", status=status, v=view, error=error, spec_error=view["error"], notice=notice,
+                       values=values or {})
 
 
 async def add_shot(request: Request) -> Response:
@@ -441,6 +443,7 @@ async def add_shot(request: Request) -> Response:
     from ..planner import load_series, plan_series
     from .specedit import insert_shot
 
+    form = None
     try:
         form = await form_of(request, studio)
         path = studio.spec_path(name)
@@ -500,7 +503,10 @@ async def add_shot(request: Request) -> Response:
         await run_in_threadpool(write)
     except StoryEngineError as e:
         msg = re.sub(r"/[^\s:]*/\.[^\s:/]+\.ya?ml", str(studio.ws.episodes / name), str(e))
-        return await series_page(request, error=msg, status=400)
+        values = {k: _s(form, k) for k in ("episode", "shot", "prompt", "duration")} if form is not None else {}
+        if form is not None:
+            values["characters"] = [c for c in form.getlist("characters") if isinstance(c, str)]
+        return await series_page(request, error=msg, status=400, values=values)
     return await series_page(request, notice=f"shot {shot_id} added to {ep_id} in {name}")
 
 
