@@ -60,7 +60,8 @@ def key_parts(plan: ShotPlan, backend: Any, *, take_crf: int) -> dict[str, str]:
     """The frame key's inputs, each hashed on its own (so ``render --dry-run`` can say what changed)."""
     p = plan.model_dump(mode="json")
     for k in ("episode_id", "index", "min_frames", "bound", "duration", "takes", "moods", "continues_from",
-              "still", "characters", "seed", "prompt", "backend", "backend_options", "shot_id", "series", "notes"):
+              "still", "characters", "seed", "prompt", "backend", "backend_options", "shot_id", "series", "notes",
+              "pinned_take", "take_decisions"):  # the creator's decisions choose among takes, never change frames
         p.pop(k, None)
     chars = [
         {"handle": c.handle, "kind": c.kind,
@@ -88,13 +89,22 @@ def check_key(frame_key: str, refs: Iterable[Any], settings: Any, plan: ShotPlan
     """The key of a verdict on a take: the frames plus the references and the check settings."""
     r = [{"handle": x.handle, "encoder": getattr(x.encoder, "name", x.encoder),
           "encoder_version": getattr(x.encoder, "version", ""), "bound": x.bound,
-          "vectors": hashlib.sha256(b"".join(v.astype("float32").tobytes() for v in x.vectors)).hexdigest()}
+          "vectors": hashlib.sha256(b"".join(v.astype("float32").tobytes() for v in x.vectors)).hexdigest(),
+          # the lookalike cohort (issue 15): a changed cohort re-checks, never regenerates
+          "cohort": digest([[n, hashlib.sha256(np_bytes(v)).hexdigest()] for n, v in getattr(x, "cohort", ()) or ()])}
          for x in refs]
     s = {k: getattr(settings, k, None) for k in ("check_mode", "check_stride", "detect_stride", "unknown_run_limit", "bound")}
     from . import consistency
 
     return digest({"frames": frame_key, "refs": r, "settings": s, "min_frames": plan.min_frames, "bound": plan.bound,
                    "checker": getattr(consistency, "CACHE_VERSION", 0)})
+
+
+def np_bytes(a: Any) -> bytes:
+    """The float32 bytes of an array (cohort vectors in check keys)."""
+    import numpy as np
+
+    return np.asarray(a, dtype=np.float32).tobytes()
 
 
 @dataclass

@@ -15,6 +15,13 @@ Two modes:
   chip matches the last embedded one (fresh at least every 8 frames), the remaining embeddings
   computed in batches of 8, and observations cached per (video sha256, encoder, mode, strides) in the registry.
 
+Before a verdict (:func:`check`, issue 15): a drifted score that came from a tracked box or a
+reused vector is re-detected and re-embedded from scratch (:func:`reverify`; a dip that clears is
+noise, logged as a finding); each face is also compared with the character's cohort
+(:mod:`storyengine.cohort`: a face at least as close to someone else is a lookalike, drifted);
+drift is a run of at least :func:`min_drift_frames` frames; and :func:`decide` keeps the longest
+clean range (head, tail or middle) when it is long enough, else rejects.
+
 Temporal signals (VBench-style): per character, *subject consistency* (each frame's embedding
 against the first and the previous scored frame, cosine, averaged); per clip, *flicker* (mean
 absolute difference of consecutive frames, 0–1). A run of unknown frames longer than
@@ -42,7 +49,7 @@ from .tracking import FaceTracker, FrameObserver, Observation, can_track
 
 SAMPLED_FRAMES = 16
 MODES = ("full", "sampled")
-CACHE_VERSION = 2  # 2: aligned-chip reuse and batched embeddings in full mode
+CACHE_VERSION = 3  # 2: aligned-chip reuse and batched embeddings in full mode; 3: re-verified observations, cohort
 
 
 @dataclass
@@ -55,9 +62,19 @@ class Reference:
     centroid: np.ndarray
     bound: float
     bound_source: str
+    # other identities under the same encoder (the series' other characters, the background set of
+    # :mod:`storyengine.cohort`): (name, (n, d) L2-normalised vectors). Empty: no lookalike rule.
+    cohort: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
     def similarity(self, v: np.ndarray) -> float:
         return float(np.max(self.vectors @ l2n(v)))
+
+    def nearest_other(self, v: np.ndarray) -> tuple[str, float] | None:
+        """The cohort identity most similar to ``v`` and its similarity (best of its vectors), or None."""
+        if not self.cohort:
+            return None
+        u = l2n(v)
+        return max(((name, float(np.max(vecs @ u))) for name, vecs in self.cohort), key=lambda t: t[1])
 
     def centroid_similarity(self, v: np.ndarray) -> float:
         return float(self.centroid @ l2n(v))
@@ -159,11 +176,16 @@ def _score(index: int, time: float, rs: list[Reference], obs: list[Observation],
             continue
         s, o = assigned[r.handle]
         c = r.centroid_similarity(o.vector)
+        # nearest-identity rule: a face at least as close to someone in the cohort as to the character
+        # is that someone (a lookalike), whatever the bound says
+        near = r.nearest_other(o.vector)
+        look = near[0] if near is not None and near[1] >= s else None
         if mode == "sampled":
             s, c = max(0.0, s), max(0.0, c)
         out.append((FrameScore(index=index, time=round(time, 4), character=r.handle, encoder=r.encoder.name,
                                similarity=round(s, 5), centroid=round(c, 5), box=tuple(int(v) for v in o.box),
-                               drifted=s < r.bound, source=o.source if mode == "full" else "detected"), o.vector))
+                               drifted=s < r.bound or look is not None, lookalike=look,
+                               source=o.source if mode == "full" else "detected"), o.vector))
     return out
 
 
@@ -301,57 +323,83 @@ def _span(a: int, b: int) -> str:
     return f"{a}–{b}" if a != b else f"{a}"
 
 
+CONFIRM_FRAMES = 3  # freshly detected drifted frames that confirm a drift run without re-verifying the rest
+MIN_DRIFT_SECONDS = 1 / 12  # drift is a run lasting at least this long (2 frames at 24 fps)
+
+
+def min_drift_frames(fps: float) -> int:
+    """The shortest run of drifted frames that counts as drift: ``max(1, round(fps / 12))``.
+
+    12 fps: 1 frame, 24/25/30 fps: 2, 48 fps: 4, 60 fps: 5. A shorter dip that survived
+    re-verification is reported as a finding (a flash a viewer barely sees), not as drift.
+    """
+    return max(1, round(fps * MIN_DRIFT_SECONDS))
+
+
 def decide(scores: list[FrameScore], refs: list[Reference], *, num_frames: int, min_frames: int, fps: float,
            stride: int = 1, unknown_run_limit: float = 1.0, vectors: dict[tuple[str, str, int], np.ndarray] | None = None,
-           mode: str | None = None, flicker: float | None = None) -> Verdict:
-    """Accept, trim a drifted head/tail, or reject — with the numbers behind the decision.
+           mode: str | None = None, flicker: float | None = None, notes: list[str] | None = None) -> Verdict:
+    """Accept, trim to the longest clean range (head, tail or middle), or reject — with the numbers behind it.
 
     ``stride`` is the gap between scored frames, so runs of drifted/unknown frames are joined
-    across unscored frames in between.
+    across unscored frames in between; a run of drifted frames is drift only when it covers at
+    least :func:`min_drift_frames` frames. ``notes`` are findings of the scoring pass (e.g. dips
+    that did not survive re-verification).
     """
     summaries = summarise(scores, refs, vectors, mode)
     extra = {"summaries": summaries, "mode": mode, "flicker": flicker}
     # 1. unknown runs: findings of their own, not drift
-    findings = []
+    findings = list(notes or [])
     for r in refs:
         miss = sorted(s.index for s in scores if s.character == r.handle and s.encoder == r.encoder.name and s.similarity is None)
         for a, b in _ranges_stride(miss, stride):
             secs = (b - a + max(1, stride)) / fps
             if secs > unknown_run_limit:
                 findings.append(f"{r.handle} not visible ({r.encoder.name}) in frames {_span(a, b)} ({secs:.1f} s > {unknown_run_limit:g} s)")
-    tail = ("; " + "; ".join(findings)) if findings else ""
     for s in summaries:
         if s.frames_scored == 0:
             return Verdict(decision="reject", reason=f"{s.handle} not found in any of {s.frames_missing} scored frames ({s.encoder})",
                            keep_start=0, keep_end=0, findings=findings, **extra)
-    # 2. drift
-    drifted = sorted({s.index for s in scores if s.drifted})
-    if not drifted:
+    # 2. drift: runs of drifted frames at least min_drift_frames long; shorter dips are findings
+    min_run = min_drift_frames(fps)
+    all_runs = _ranges_stride(sorted({s.index for s in scores if s.drifted}), stride)
+    runs = [(a, b) for a, b in all_runs if b - a + max(1, stride) >= min_run]
+    for a, b in all_runs:
+        if (a, b) not in runs:
+            low = min((s for s in scores if s.drifted and a <= s.index <= b), key=lambda s: s.similarity or 0.0)
+            findings.append(f"brief dip in frames {_span(a, b)} ({low.character} {low.similarity:.3f}"
+                            f"{', like ' + low.lookalike if low.lookalike else ''}): shorter than the {min_run} frame(s) "
+                            f"drift needs at {fps:g} fps, not drift")
+    tail = ("; " + "; ".join(findings)) if findings else ""
+    if not runs:
         mins = ", ".join(f"{s.handle} min {s.min:.3f} ≥ bound {s.bound:.3f}" for s in summaries)
+        if all_runs:
+            mins = "no drift run of ≥ " + f"{min_run} frame(s): " + ", ".join(f"{s.handle} min {s.min:.3f}, bound {s.bound:.3f}"
+                                                                          for s in summaries)
+            return Verdict(decision="accept", reason=f"{mins}{tail}", keep_start=0, keep_end=num_frames,
+                           findings=findings, **extra)
         return Verdict(decision="accept", reason=f"all scored frames within bound: {mins}{tail}",
                        keep_start=0, keep_end=num_frames, findings=findings, **extra)
-    bad = [s for s in scores if s.drifted]
+    bad = [s for s in scores if s.drifted and any(a <= s.index <= b for a, b in runs)]
     worst = min(bad, key=lambda s: s.similarity if s.similarity is not None else 1.0)
-    runs = _ranges_stride(drifted, stride)
     where = ", ".join(_span(a, b) for a, b in runs)
     wb = next(r.bound for r in refs if r.handle == worst.character and r.encoder.name == worst.encoder)
     what = f"frames {where} below bound {wb:.3f}: min {worst.similarity:.3f} ({worst.character}, {worst.encoder})"
-    # 3. the clean stretch between a drifted head and a drifted tail
-    scored = sorted({s.index for s in scores})
-    head = runs[0] if runs[0][0] == scored[0] else None
-    tl = runs[-1] if runs[-1][1] == scored[-1] else None
-    inner = [r for r in runs if r is not head and r is not tl]
-    if not inner:
-        keep_start = head[1] + 1 if head else 0
-        keep_end = tl[0] if tl else num_frames
-        if keep_end - keep_start >= min_frames:
-            return Verdict(decision="trim", reason=f"{what}; kept frames {keep_start}–{keep_end - 1} "
-                           f"({(keep_end - keep_start) / fps:.2f} s ≥ minimum {min_frames / fps:.2f} s){tail}",
-                           keep_start=keep_start, keep_end=keep_end, findings=findings, **extra)
-        clean = (f"; the clean part ({(keep_end - keep_start) / fps:.2f} s) is shorter than the minimum {min_frames / fps:.2f} s"
-                 if keep_end > keep_start else "")
-        return Verdict(decision="reject", reason=f"{what}{clean}{tail}", keep_start=0, keep_end=0, findings=findings, **extra)
-    return Verdict(decision="reject", reason=f"{what}{tail}", keep_start=0, keep_end=0, findings=findings, **extra)
+    looks = sorted({s.lookalike for s in bad if s.lookalike})
+    if looks:
+        what += f"; closer to {', '.join(looks)} than to the character in {sum(1 for s in bad if s.lookalike)} frame(s)"
+    # 3. the longest clean range between drift runs (head, middle or tail), if long enough
+    edges = [-1] + [x for a, b in runs for x in (a, b)] + [num_frames]
+    clean = [(edges[2 * j] + 1, edges[2 * j + 1]) for j in range(len(runs) + 1)]  # before, between, after the runs
+    keep_start, keep_end = max(clean, key=lambda c: (c[1] - c[0], -c[0]))
+    if keep_end - keep_start >= min_frames:
+        middle = " (a middle range)" if 0 < keep_start and keep_end < num_frames else ""
+        return Verdict(decision="trim", reason=f"{what}; kept frames {keep_start}–{keep_end - 1}{middle} "
+                       f"({(keep_end - keep_start) / fps:.2f} s ≥ minimum {min_frames / fps:.2f} s){tail}",
+                       keep_start=keep_start, keep_end=keep_end, findings=findings, **extra)
+    short = (f"; the longest clean part ({(keep_end - keep_start) / fps:.2f} s) is shorter than the minimum "
+             f"{min_frames / fps:.2f} s" if keep_end > keep_start else "")
+    return Verdict(decision="reject", reason=f"{what}{short}{tail}", keep_start=0, keep_end=0, findings=findings, **extra)
 
 
 def _ranges_stride(idx: list[int], stride: int) -> list[tuple[int, int]]:
@@ -451,15 +499,87 @@ def check(
         new, flicker, frames_seen, stats = observe_frames(media.iter_frames(path), missing, wanted, mode=mode,
                                                           detect_stride=detect_stride, progress=progress, total=n)
         obs.update(new)
-        if reg is not None:
-            for e in missing:
-                _cache_put(reg, keys[e.key()], new[e.key()], flicker, frames_seen)
     n = min(n, frames_seen) if frames_seen else n
-    # 2. Scores and verdict
+    # 2. Scores; a low score that came from a tracked box or a reused vector is looked at again from scratch
     scores, vectors = score_observations(obs, refs, fps=fps, mode=mode)
+    notes: list[str] = []
+    redone = reverify(path, obs, scores, encoders, refs, fps=fps, mode=mode)
+    if redone:
+        stats["reverified"] = sum(len(v) for v in redone.values())
+        before = {(s.character, s.encoder, s.index): s for s in scores if s.drifted}
+        scores, vectors = score_observations(obs, refs, fps=fps, mode=mode)
+        after = {(s.character, s.encoder, s.index): s for s in scores}
+        for k in sorted(before, key=lambda k: k[2]):
+            b, a = before[k], after.get(k)
+            if b.source in ("tracked", "reused") and a is not None and not a.drifted:
+                got = "not found" if a.similarity is None else f"{a.similarity:.3f}"
+                notes.append(f"frame {k[2]}: {k[0]} {b.similarity:.3f} on a {b.source} {'box' if b.source == 'tracked' else 'vector'}"
+                             f", {got} re-detected: noise, not drift")
+    if reg is not None:  # cached after re-verification: a cache hit never re-verifies the same frame twice
+        for e in encoders:
+            if e in missing or e.key() in redone:
+                _cache_put(reg, keys[e.key()], obs[e.key()], flicker, frames_seen)
     scores = [s for s in scores if s.index < n]
+    # 3. The verdict
     gap = stride if mode == "full" else max(1, -(-(n - 1) // max(1, SAMPLED_FRAMES - 1)))  # ceil: the sampling step
     verdict = decide(scores, refs, num_frames=n, min_frames=min_frames if min_frames is not None else max(1, int(0.6 * n)),
                      fps=fps, stride=gap, unknown_run_limit=settings.unknown_run_limit, vectors=vectors, mode=mode,
-                     flicker=flicker)
+                     flicker=flicker, notes=notes)
     return CheckResult(verdict, scores, fps, n, stats, cached=not missing and bool(encoders))
+
+
+def reverify(path: str | Path, obs: dict[str, dict[int, list[Observation]]], scores: list[FrameScore],
+             encoders: list[Encoder], refs: list[Reference] | None = None, *, fps: float = 24.0,
+             mode: str = "full") -> dict[str, dict[int, list[Observation]]]:
+    """Re-detect and re-embed from scratch the frames whose drifted score came from a tracked box or a reused vector.
+
+    The fresh observations (``source="reverified"``) replace the frame's observations in ``obs``
+    (in place) and are returned. Per run of drifted frames, a run that holds at least
+    ``CONFIRM_FRAMES`` freshly detected drifted frames stands (a face really changed); otherwise
+    its first, middle and last tracked/reused frames are re-verified first, and when any of them
+    clears, every tracked/reused frame of the run is. Frames are decoded again, only up to the last
+    one needed. (A cache hit sees the same runs and re-verifies nothing more.)
+    """
+    by_key = {e.key(): e for e in encoders}
+    names = {e.name: e.key() for e in encoders}
+    drifted: dict[str, dict[int, bool]] = {}  # key → frame → suspect (tracked/reused) or fresh
+    for s in scores:
+        if s.drifted and s.encoder in names:
+            d = drifted.setdefault(names[s.encoder], {})
+            d[s.index] = d.get(s.index, True) and s.source in ("tracked", "reused")
+    first: dict[str, set[int]] = {}
+    runs: dict[str, list[list[int]]] = {}
+    for k, d in drifted.items():
+        for a, b in _ranges_stride(sorted(d), 1):
+            sus = [i for i in sorted(d) if a <= i <= b and d[i]]
+            fresh = sum(1 for i in d if a <= i <= b and not d[i])
+            if not sus or fresh >= CONFIRM_FRAMES:
+                continue
+            runs.setdefault(k, []).append(sus)
+            first.setdefault(k, set()).update(sorted({sus[0], sus[len(sus) // 2], sus[-1]})[:CONFIRM_FRAMES - fresh])
+    if not first:
+        return {}
+    out: dict[str, dict[int, list[Observation]]] = {k: {} for k in first}
+    _redetect(path, obs, first, by_key, out)
+    if refs is not None:  # runs whose re-verified frames did not all stay drifted: every frame of the run
+        still = {(names.get(s.encoder), s.index) for s in score_observations(obs, refs, fps=fps, mode=mode)[0] if s.drifted}
+        rest = {k: {i for sus in rs if any((k, j) not in still for j in sus if j in first[k]) for i in sus} - first[k]
+                for k, rs in runs.items()}
+    else:
+        rest = {k: {i for sus in rs for i in sus} - first[k] for k, rs in runs.items()}
+    if any(rest.values()):
+        _redetect(path, obs, rest, by_key, out)
+    return out
+
+
+def _redetect(path: str | Path, obs: dict[str, dict[int, list[Observation]]], wanted: dict[str, set[int]],
+              by_key: dict[str, Encoder], out: dict[str, dict[int, list[Observation]]]) -> None:
+    last = max((max(v) for v in wanted.values() if v), default=-1)
+    if last < 0:
+        return
+    for i, frame in enumerate(media.iter_frames(path, max_frames=last + 1)):
+        for key, idx in wanted.items():
+            if i in idx:
+                fresh = [Observation(tuple(int(v) for v in d.box), d.vector, "reverified") for d in by_key[key].embed(frame)]
+                out[key][i] = obs[key][i] = fresh
+

@@ -147,6 +147,17 @@ def _segments(loaded: LoadedSpec, ep: EpisodeSpec, results: list[ShotResult]) ->
     return used, left_out
 
 
+def _human_decisions(used: list[ShotResult]) -> list[dict]:
+    """The creator's decisions on the takes an episode uses (storyengine.decisions), for its manifest."""
+    out = []
+    for r in used:
+        h = r.takes[r.chosen].human
+        if h:
+            out.append({"shot": r.plan.shot_id, "take": h["take"], "action": h["action"], "reason": h.get("reason") or "",
+                        "at": h.get("at"), "source": h.get("source")})
+    return out
+
+
 def assemble(loaded: LoadedSpec, ep: EpisodeSpec, results: list[ShotResult], out_path: Path, sheet: Path,
              settings: Settings, credential: Credential | None = None,
              progress: Callable[[int, int], None] | None = None) -> EpisodeInfo:
@@ -170,5 +181,6 @@ def assemble(loaded: LoadedSpec, ep: EpisodeSpec, results: list[ShotResult], out
         used = [r for r in results if r.chosen is not None]
         sign_episode(out_path, credential=credential, clips=[s.path for s in segments], disclosure=disclosure,
                      title=ep.title or ep.id, clip_titles=[take_title(r.plan.shot_id, r.takes[r.chosen].take) for r in used],
-                     left_out=[r.plan.shot_id for r in results if r.chosen is None])
+                     left_out=[r.plan.shot_id for r in results if r.chosen is None],
+                     human_decisions=_human_decisions(used))
     return info

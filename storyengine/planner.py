@@ -160,6 +160,7 @@ def plan_series(
                 duration=num_frames / spec.fps, min_frames=min(num_frames, max(1, round(min_dur * spec.fps))),
                 bound=shot.bound, backend=spec.backend, backend_options=options,
                 conditioning=conditioning, continues_from=continues_from, takes=shot.takes, moods=list(shot.moods),
+                pinned_take=shot.take,
                 notes=notes,
             )
             plans.append(plan)

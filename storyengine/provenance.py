@@ -294,7 +294,8 @@ class TakeSigner:
 
 
 def sign_episode(path: Path, *, credential: Credential, clips: list[Path], disclosure: str | None,
-                 title: str, clip_titles: list[str] | None = None, left_out: list[str] | None = None) -> None:
+                 title: str, clip_titles: list[str] | None = None, left_out: list[str] | None = None,
+                 human_decisions: list[dict] | None = None) -> None:
     """Add a C2PA manifest to a stitched episode, with every clip as a ``componentOf`` ingredient.
 
     The clips' own manifests travel along as ingredient manifests. The ``c2pa.created`` action
@@ -305,7 +306,8 @@ def sign_episode(path: Path, *, credential: Credential, clips: list[Path], discl
     file name). ``left_out`` lists the ids of the shots left out of the episode (every take
     rejected). ``clips`` may be empty only when ``left_out`` is not: the episode is then the title
     card alone, signed as :data:`COMPOSITE_SYNTHETIC` with no ingredients, and its manifest says
-    that every shot was left out.
+    that every shot was left out. ``human_decisions`` lists the takes a person chose over the
+    checker (``{shot, take, action: use|accept, reason, at, source}``; storyengine.decisions).
     """
     path = Path(path)
     clips = [Path(c) for c in clips]
@@ -345,6 +347,7 @@ def sign_episode(path: Path, *, credential: Credential, clips: list[Path], discl
         "files": [c.name for c in clips],
         "left_out": left_out,
         "title_only": not clips,
+        "human_decisions": list(human_decisions or []),  # takes chosen by a person, not the checker (issue 15)
         "disclosure": {"mode": "disabled" if disclosure is None else "label", "text": disclosure},
     }
     manifest = _manifest(title, path, credential, actions, [{"label": EPISODE_LABEL, "data": _jsonable(episode)}])
@@ -484,6 +487,9 @@ class VerifyResult:
             if self.episode.get("left_out"):
                 every = " (every shot: title card only)" if self.episode.get("title_only") else ""
                 out.append(f"  left out: {', '.join(self.episode['left_out'])}{every}")
+            for d in self.episode.get("human_decisions") or []:  # issue 15: a person's choice, not the checker's
+                out.append(f"  human decision: {d.get('shot')} {d.get('action')} take {d.get('take')}"
+                           f"{' — ' + d['reason'] if d.get('reason') else ''}")
         out += [f"  {s.kind}: {s.code} — {s.explanation}" for s in self.failures]
         return out
 

@@ -138,6 +138,22 @@ def m005_resume(db: sqlite_utils.Database) -> None:
     db["episodes"].add_column("reused", int)
 
 
+@migration
+def m006_decisions_and_cohort(db: sqlite_utils.Database) -> None:
+    """Take control and lookalikes (issue 15): the creator's decisions on takes; cached cohort vectors per encoder version."""
+    db["take_decisions"].create(
+        {"id": int, "series": str, "shot_id": str, "take": int, "action": str, "reason": str, "cache_key": str,
+         "created_at": str},
+        pk="id",
+    )
+    db["take_decisions"].create_index(["series", "shot_id"])
+    db["takes"].add_column("human", str)  # JSON of the creator's decision honoured for this take, if any
+    db["cohort"].create(
+        {"encoder": str, "encoder_version": str, "source": str, "face": int, "vector": bytes, "created_at": str},
+        pk=("encoder", "encoder_version", "source", "face"),
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Apply pending migrations in order; return the names applied."""
     if "_migrations" not in db.table_names():

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import media, plugins
+from . import cohort, decisions, media, plugins
 from .backends.base import VideoBackend
 from .cache import TakeCache, digest, take_key
 from .consistency import references_for
@@ -32,7 +32,7 @@ from .provenance import credential_for
 from .registry import Registry
 from .report import build_report
 from .settings import Settings
-from .shots import RefSpec, ShotContext, ShotResult, record_shot
+from .shots import RefSpec, ShotContext, ShotResult, mood_take_plan, record_shot, take_mood
 from .specs import EpisodeSpec, ShotPlan
 from .workspace import Workspace, atomic_path
 
@@ -95,10 +95,10 @@ class DryRunShot:
 
 
 def _why_changed(plan: ShotPlan, backend: Any, settings: Settings, key: str, reg: Registry) -> str:
-    """Compare a shot's first-take key inputs with the last recorded take of the same shot."""
+    """Compare a shot's take key inputs (``plan`` is the take's plan) with the last recorded same take of the shot."""
     row = next(iter(reg.db.query(
-        "select cache_key from takes where series = ? and shot_id = ? and take = 1 and cache_key is not null "
-        "order by id desc limit 1", [plan.series, plan.shot_id])), None)
+        "select cache_key from takes where series = ? and shot_id = ? and take = ? and cache_key is not null "
+        "order by id desc limit 1", [plan.series, plan.shot_id, plan.take + 1])), None)
     if row is None:
         return "never rendered"
     from .cache import key_parts
@@ -117,7 +117,7 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
     settings = settings or Settings.load(ws.root)
     spec = load_series(spec_path)
     reg = Registry.open(ws)
-    plans = plan_series(spec, spec_path, reg, ws, episodes=episodes)
+    plans = decisions.apply(reg, plan_series(spec, spec_path, reg, ws, episodes=episodes))  # the creator's take choices
     backend = backend or plugins.backend_class(spec.backend)(spec.backend_options)
     cache = TakeCache(ws.series_dir(spec.series) / "cache")
     out: list[DryRunShot] = []
@@ -130,13 +130,14 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
                                   f"{' (its predecessor is cached)' if cached else ''}"))
             status[plan.shot_id] = "after"
             continue
-        p0 = take_plan(plan, 0)
+        k = (plan.pinned_take or 1) - 1  # a pinned take (spec `take: N` or `takes use`) is the one the render reads
+        p0 = mood_take_plan(plan, k, take_mood(plan, k))  # the mood's options are part of the take's key
         key = take_key(p0, backend, take_crf=settings.take_crf)
         if cache.get(key) is not None:
-            out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take 1 cached ({key[:12]})"))
+            out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take {k + 1} cached ({key[:12]})"))
             status[plan.shot_id] = "cached"
         else:
-            out.append(DryRunShot(plan.episode_id, plan.shot_id, "render", _why_changed(plan, backend, settings, key, reg)))
+            out.append(DryRunShot(plan.episode_id, plan.shot_id, "render", _why_changed(p0, backend, settings, key, reg)))
             status[plan.shot_id] = "render"
     reg.close()
     return out
@@ -167,13 +168,17 @@ class RenderRun:
         spec, ws = loaded.spec, loaded.ws
         self.loaded, self.settings, self.reg = loaded, settings, reg
         self.reporter = reporter or _Silent()
-        self.plans: list[ShotPlan] = plan_series(spec, loaded.path, reg, ws, episodes=episodes)
+        # the creator's take choices (spec `take: N`, `storyengine takes use|accept|reject`) ride on the plans
+        self.plans: list[ShotPlan] = decisions.apply(reg, plan_series(spec, loaded.path, reg, ws, episodes=episodes))
         loaded.check_files()  # LUTs and sound files exist inside the workspace
         self.out_dir = ws.series_dir(spec.series)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise OutputError(f"cannot write into {self.out_dir}: Not a directory")
         handles = sorted({c.handle for p in self.plans for c in p.characters})
-        self.refs = [r for h in handles for r in references_for(reg, h, bound=settings.bound, settings=settings)]
+        refs = [r for h in handles for r in references_for(reg, h, bound=settings.bound, settings=settings)]
+        # lookalikes: every face is also compared with the series' other characters and a background set
+        self.refs = cohort.attach(reg, refs, sorted({h for e in spec.episodes for sh in e.shots for h in sh.characters}),
+                                  background=settings.cohort_background)
         self.executor = executor or LocalExecutor(backend or plugins.backend_class(spec.backend)(spec.backend_options))
         self.credential = credential_for(settings) if settings.sign else None
         self.episode_specs = loaded.episodes(episodes)
@@ -249,7 +254,8 @@ class RenderRun:
         shots = [{"shot": r.plan.shot_id, "take": r.takes[r.chosen].cache_key if r.chosen is not None else None,
                   "keep": [r.verdict.keep_start, r.verdict.keep_end], "verdict": r.verdict.decision,
                   "reason": r.verdict.reason if r.chosen is None else "", "mood": r.mood,
-                  "last": r.takes[-1].cache_key if r.takes else None} for r in results]
+                  "last": r.takes[-1].cache_key if r.takes else None,
+                  "human": r.takes[r.chosen].human if r.chosen is not None else None} for r in results]
         s = {k: getattr(self.settings, k, None)
              for k in ("crf", "preset", "disclosure", "disclosure_text", "sign", "copy_when_possible")}
         return digest({"v": EPISODE_KEY_VERSION, "episode": ep.model_dump(mode="json"), "shots": shots,

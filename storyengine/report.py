@@ -117,6 +117,9 @@ def _shot(reg: Registry, t: dict[str, Any], takes: int) -> dict[str, Any]:
         "subject_consistency": min((c["subject_consistency"] for c in chars if c["subject_consistency"] is not None), default=None),
         "flicker": t["flicker"] if "flicker" in cols else None,
         "findings": json.loads(t["findings"]) if "findings" in cols and t["findings"] else [],
+        # the creator's decision honoured for this take ({take, action, reason, at, source}), or None (issue 15;
+        # the HTML report should show it next to the verdict)
+        "human": json.loads(t["human"]) if t.get("human") else None,
         "characters": chars,
     }
 

@@ -20,6 +20,7 @@ class Settings:
     bound: float | None = None  # global override of the per-character acceptance bound
     max_takes: int = 3  # takes per shot before a shot is rejected
     unknown_run_limit: float = 1.0  # seconds without the character before that is its own finding
+    cohort_background: bool = True  # lookalike cohort: also the package-shipped background faces (storyengine.cohort)
     # encoders per character kind
     person_encoders: tuple[str, ...] = ("dlib-face",)
     other_encoders: tuple[str, ...] = ("appearance",)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import media
+from . import decisions, media
 from .cache import CachedTake, TakeCache, check_key, key_parts, take_key
 from .consistency import Reference, check
 from .planner import take_plan
@@ -43,10 +43,12 @@ class RefSpec:
     centroid: np.ndarray
     bound: float
     bound_source: str
+    cohort: tuple = ()  # ((name, vectors), ...): the lookalike cohort (storyengine.cohort)
 
     @classmethod
     def of(cls, r: Reference) -> "RefSpec":
-        return cls(r.handle, r.encoder.name, r.encoder.version, r.vectors, r.centroid, r.bound, r.bound_source)
+        return cls(r.handle, r.encoder.name, r.encoder.version, r.vectors, r.centroid, r.bound, r.bound_source,
+                   tuple(r.cohort))
 
     def build(self, settings: Settings) -> Reference:
         from . import plugins
@@ -56,7 +58,7 @@ class RefSpec:
         if enc.version != self.encoder_version:
             raise EncoderError(f"encoder {self.encoder!r} here is version {enc.version!r}, but {self.handle!r}'s references "
                                f"are {self.encoder_version!r}: configure the same weights on every worker")
-        return Reference(self.handle, enc, self.vectors, self.centroid, self.bound, self.bound_source)
+        return Reference(self.handle, enc, self.vectors, self.centroid, self.bound, self.bound_source, list(self.cohort))
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class TakeResult:
     scores: list[FrameScore]
     decision: str = ""  # accept / trim / retry / reject as recorded
     mood: str = ""
+    human: dict | None = None  # the creator's decision honoured for this take (storyengine.decisions)
 
     @property
     def accepted(self) -> bool:
@@ -155,7 +158,7 @@ def _shot_refs(plan: ShotPlan, refs: list[Reference]) -> list[Reference]:
     """The references of the characters planned in this shot (with the shot's bound override)."""
     mine = [r for r in refs if r.handle in {c.handle for c in plan.characters}]
     if plan.bound is not None:
-        mine = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override") for r in mine]
+        mine = [Reference(r.handle, r.encoder, r.vectors, r.centroid, plan.bound, "shot override", r.cohort) for r in mine]
     return mine
 
 
@@ -226,20 +229,78 @@ def _checked(job: TakeJob, entry: CachedTake, path: Path, p: ShotPlan, label: st
     return verdict, scores, True
 
 
-def produce_take(job: TakeJob, k: int) -> TakeResult:
+def produce_take(job: TakeJob, k: int, *, pinned: int | None = None) -> TakeResult | None:
     """Take ``k`` (0 = first) of the shot: cached or generated (and signed), linked under ``takes/<shot>/``, checked.
 
-    The result's ``decision`` is the checker's; the caller marks takes it retries as ``retry``.
+    The result's ``decision`` is the checker's, overruled by the creator's decision on this take
+    (``storyengine takes accept|reject|use``) if any; the caller marks takes it retries as ``retry``.
+    With a ``pinned`` take (1-based), the shot's other takes are listed when cached and never
+    generated: None for such a take that is not in the cache.
     """
     mood = take_mood(job.plan, k)
     p = mood_take_plan(job.plan, k, mood)
+    if pinned is not None and k != pinned - 1:
+        if job.ctx.cache.get(take_key(p, job.backend, take_crf=job.ctx.settings.take_crf)) is None:
+            return None
     label = f"take {k + 1}{f' ({mood})' if mood else ''}"
     entry, generated = _cached_take(job, p, mood, label)
     path = Path(job.ctx.series_dir) / "takes" / job.plan.shot_id / f"take-{k + 1}-seed{p.seed}{f'-{mood}' if mood else ''}.mp4"
     _link(entry.path, path)
     verdict, scores, checked = _checked(job, entry, path, p, label)
-    return TakeResult(k + 1, p.seed, str(path), entry.key, int(entry.meta["frames"]), generated, checked, verdict,
-                      scores, decision=verdict.decision, mood=mood)
+    n = int(entry.meta["frames"])
+    # the creator's decision on this take, if any, overrules the checker (the cache keeps the checker's verdict)
+    human, stale = decisions.for_take(job.plan, k + 1, entry.key)
+    if stale:
+        verdict = verdict.model_copy(update={"findings": [*verdict.findings, stale]})
+    if human:
+        verdict = overrule(verdict, human, n)
+    return TakeResult(k + 1, p.seed, str(path), entry.key, n, generated, checked, verdict, scores,
+                      decision=verdict.decision, mood=mood, human=human)
+
+
+def _pinned_take(plan: ShotPlan, backend: Any, settings: Settings) -> tuple[int | None, str | None]:
+    """The take the creator pinned (spec ``take: N`` or ``takes use``; 1-based), and a note when a recorded
+    ``use`` no longer applies because it was made on other frames (the shot's inputs changed since)."""
+    pin = plan.pinned_take
+    use = next((d for d in plan.take_decisions if d["action"] == "use" and d["take"] == pin and d.get("cache_key")), None)
+    if use is None:
+        return pin, None
+    p = mood_take_plan(plan, pin - 1, take_mood(plan, pin - 1))
+    if take_key(p, backend, take_crf=settings.take_crf) == use["cache_key"]:
+        return pin, None
+    return None, (f"the creator's `use` of take {pin} ({use.get('at') or 'earlier'}) was made on other frames "
+                  "(the shot's inputs changed since): not applied")
+
+
+def _produce_pinned(job: TakeJob, result: ShotResult, pin: int, limit: int) -> None:
+    """The pinned take is the one used; the shot's other cached takes are listed as the checker (or creator) saw them."""
+    for k in range(max(limit, pin)):
+        take = produce_take(job, k, pinned=pin)
+        if take is None:
+            continue
+        if k == pin - 1:
+            result.chosen = len(result.takes)
+        result.takes.append(take)
+    result.verdict = result.takes[result.chosen].verdict
+
+
+def _produce_until_accepted(job: TakeJob, result: ShotResult, wanted: int, limit: int) -> None:
+    """Takes until the ``wanted`` ones are done and one passed (at most ``limit``); the best-scoring passed take is used."""
+    for k in range(limit):
+        result.takes.append(produce_take(job, k))
+        if k + 1 >= wanted and any(t.accepted for t in result.takes):
+            break  # a rejected take after an accepted one is not retried (so a creator's `reject` generates nothing)
+    for t in result.takes[:-1]:
+        if not t.accepted:
+            t.decision = "retry"  # every take that did not pass and was followed by another
+    accepted = [t for t in result.takes if t.accepted]
+    if accepted:
+        best = max(accepted, key=lambda t: t.score)  # max keeps the first of equals: the earliest take
+        result.chosen = result.takes.index(best)
+        result.verdict = best.verdict
+        return
+    last = result.takes[-1].verdict
+    result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
 
 
 def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotContext,
@@ -250,7 +311,8 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
     is accepted, more follow up to ``max(plan.takes, settings.max_takes)``. The accepted (or
     trimmed) take with the best score is chosen, the earliest on a tie. Takes come from the cache
     when their frame key is known (a new take is signed before it enters the cache); verdicts come
-    from the cache when the check key (frames + references + check settings) is known.
+    from the cache when the check key (frames + references + check settings) is known. A take the
+    creator pinned (``plan.pinned_take``) is the one used, whatever else is cached.
     """
     settings = ctx.settings
     job = TakeJob(plan, backend, _shot_refs(plan, refs), ctx, progress or (lambda *a: None),
@@ -258,24 +320,33 @@ def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotC
     result = ShotResult(plan, started=time.time(), worker=os.getpid())
     wanted = max(1, plan.takes)
     limit = max(wanted, settings.max_takes, 1)
-    for k in range(limit):
-        take = produce_take(job, k)
-        result.takes.append(take)
-        if take.accepted and k + 1 >= wanted:
-            break
-    accepted = [t for t in result.takes if t.accepted]
-    for t in result.takes[:-1] if not accepted else result.takes:
-        if not t.accepted:
-            t.decision = "retry"  # every take that did not pass, except the last of a rejected shot
+    pin, stale_use = _pinned_take(plan, backend, settings)
+    if pin is not None:
+        _produce_pinned(job, result, pin, limit)
+    else:
+        _produce_until_accepted(job, result, wanted, limit)
+    if stale_use:  # said on the take the episode uses (recorded with it) and on the shot's verdict
+        if result.chosen is not None:
+            t = result.takes[result.chosen]
+            t.verdict = t.verdict.model_copy(update={"findings": [*t.verdict.findings, stale_use]})
+        result.verdict = result.verdict.model_copy(update={"findings": [*result.verdict.findings, stale_use]})
     result.finished = time.time()
-    if accepted:
-        best = max(accepted, key=lambda t: t.score)  # max keeps the first of equals: the earliest take
-        result.chosen = result.takes.index(best)
-        result.verdict = best.verdict
-        return result
-    last = result.takes[-1].verdict
-    result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
     return result
+
+
+def overrule(verdict: Verdict, human: dict, n: int) -> Verdict:
+    """The checker's verdict on a take after the creator's decision (use / accept / reject), saying both."""
+    from .decisions import summary
+
+    checker = f"checker: {verdict.decision} — {verdict.reason}"
+    if human["action"] == "reject":
+        return verdict.model_copy(update={"decision": "reject", "keep_start": 0, "keep_end": 0,
+                                          "reason": f"rejected by the creator ({summary(human)}); {checker}"})
+    if human["action"] == "use" and verdict.decision in ("accept", "trim"):
+        return verdict.model_copy(update={"reason": f"used by the creator ({summary(human)}); {checker}"})
+    word = "used" if human["action"] == "use" else "accepted"
+    return verdict.model_copy(update={"decision": "accept", "keep_start": 0, "keep_end": n,
+                                      "reason": f"{word} by the creator ({summary(human)}); {checker}"})
 
 
 def record_shot(reg: Any, run_id: int, res: ShotResult, settings: Settings) -> None:
@@ -291,7 +362,8 @@ def record_shot(reg: Any, run_id: int, res: ShotResult, settings: Settings) -> N
              "reason": v.reason, "keep_start": v.keep_start, "keep_end": v.keep_end,
              "conditioning": json.dumps(res.plan.conditioning), "flicker": v.flicker,
              "findings": json.dumps(v.findings), "mood": t.mood or None, "used": int(i == res.chosen),
-             "cache_key": t.cache_key, "generated": int(t.generated)},
+             "cache_key": t.cache_key, "generated": int(t.generated),
+             "human": json.dumps(t.human) if t.human else None},
             [{**c.model_dump(), "mean_vector": json.dumps(c.mean_vector) if c.mean_vector else None} for c in v.summaries],
             [{"frame": s.index, "time": s.time, "handle": s.character, "encoder": s.encoder,
               "similarity": s.similarity, "box": json.dumps(s.box) if s.box else None, "drifted": int(s.drifted),

@@ -125,6 +125,8 @@ class ShotSpec(_Strict):
     captions: list[Caption] = Field(default_factory=list)
     takes: int = Field(1, ge=1, le=8, description="Takes rendered with different seeds; the best-scoring accepted one is used.")
     moods: list[str] = Field(default_factory=list, description="Mood preset per take, cycled (neutral | warm | distant | uneasy).")
+    take: int | None = Field(None, ge=1, le=8, description="Pin take N: the episode uses it whatever the checker says "
+                             "(a human decision, recorded in the report and the episode's C2PA manifest).")
 
     @field_validator("ambience")
     @classmethod
@@ -283,6 +285,10 @@ class ShotPlan(_Strict):
     continues_from: str | None = Field(None, description="Shot id whose last accepted frame becomes this shot's still (`still: previous`).")
     takes: int = Field(1, ge=1, description="Takes the shot asks for (the best-scoring accepted one is used).")
     moods: list[str] = Field(default_factory=list, description="Mood preset per take, cycled.")
+    # the creator's decisions (issue 15): a pinned take (spec `take: N` or `storyengine takes use`), and
+    # accept/reject decisions from the registry ({take, action, reason, at, cache_key, source}); not part of any take key
+    pinned_take: int | None = None
+    take_decisions: list[dict[str, Any]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="Warnings for the user (e.g. the still's resize policy).")
 
     @property
@@ -301,7 +307,10 @@ class FrameScore(_Strict):
     box: tuple[int, int, int, int] | None = None
     drifted: bool = False
     centroid: float | None = None  # similarity to the centroid of the registered vectors
-    source: Literal["detected", "tracked", "reused"] | None = None  # how the face/subject was found in full mode
+    # how the face/subject was found in full mode; "reverified": a tracked/reused score below the bound,
+    # detected and embedded again from scratch before it counted (issue 15)
+    source: Literal["detected", "tracked", "reused", "reverified"] | None = None
+    lookalike: str | None = None  # a cohort identity at least as similar as the character's own references (issue 15)
 
 
 class CharacterSummary(_Strict):

@@ -14,7 +14,9 @@ until it crosses the threshold. Under ``reuse_tol`` (mean absolute difference, 0
 reused (``source="reused"``); a fresh embedding is forced at least every ``refresh_every``
 frames regardless. The embeddings that remain are computed in batches of up to ``batch`` chips
 (one forward pass), streaming: observations whose vector is pending are filled in when their
-batch runs, at the latest on :meth:`FaceTracker.flush`; never more than ``batch`` chips are held.
+batch runs, at the latest on :meth:`FaceTracker.flush`. Batches run in a second thread
+(``EMBED_THREAD``): dlib's descriptor holds the GIL, its detector releases it, so the next frames'
+detection overlaps the descriptors on the second core.
 
 Encoders with ``detect``/``embed_box`` but no ``align``/``embed_chips`` use a grey crop of the box
 as the signature and are embedded one face at a time. Encoders without ``detect``/``embed_box``
@@ -24,6 +26,7 @@ result when the whole frame is unchanged.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +42,8 @@ Box = tuple[int, int, int, int]
 REUSE_TOL = 0.02  # mean absolute difference (0-1) of 32x32 grey aligned chips under which a vector is reused
 REFRESH_EVERY = 8  # a fresh embedding at least every this many frames per face, whatever the chips say
 EMBED_BATCH = 8  # chips per batched forward pass
+EMBED_THREAD = True  # batches run in a second thread, overlapping the detector (which releases the GIL)
+_RESOLVE = threading.Lock()  # attach/resolve of pending embeddings across the two threads
 SIG_SIZE = 32
 CROP_REUSE_TOL = 3.0 / 255  # the grey-crop fallback (encoders without align): the previous, stricter rule
 ROI_MARGIN = 0.5  # the tracking window extends the last box by this fraction of its size on every side
@@ -62,16 +67,18 @@ class _Embedding:
     waiting: list[Observation] = field(default_factory=list)
 
     def attach(self, obs: Observation) -> None:
-        if self.vector is not None:
-            obs.vector = self.vector
-        else:
-            self.waiting.append(obs)
+        with _RESOLVE:  # a batch may resolve in the embedding thread meanwhile
+            if self.vector is not None:
+                obs.vector = self.vector
+            else:
+                self.waiting.append(obs)
 
     def resolve(self, v: np.ndarray) -> None:
-        self.vector, self.chip = v, None
-        for o in self.waiting:
-            o.vector = v
-        self.waiting = []
+        with _RESOLVE:
+            self.vector, self.chip = v, None
+            for o in self.waiting:
+                o.vector = v
+            self.waiting = []
 
 
 @dataclass
@@ -128,6 +135,8 @@ class FaceTracker:
     since_detect: int = 10**9
     stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0, "batches": 0})
     _pending: list[_Embedding] = field(default_factory=list)
+    _pool: Any = None  # the embedding thread (EMBED_THREAD), made on the first batch
+    _futures: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._aligned = can_batch(self.encoder)
@@ -155,7 +164,7 @@ class FaceTracker:
             self._pending.append(emb)
             self.stats["embed"] += 1
             if len(self._pending) >= self.batch:
-                self.flush()
+                self._submit()
             return obs, _Track(box, sig, emb, 0, box)
         # grey-crop fallback: the crop where the vector was computed, looked at again (box jitter alone must
         # not force a recomputation)
@@ -170,15 +179,43 @@ class FaceTracker:
         emb.attach(obs)
         return obs, _Track(box, chip_signature(_crop(frame, box)), emb, 0, box)
 
-    def flush(self) -> None:
-        """Compute the pending embeddings (one batch) and fill in every observation waiting on them."""
+    def _submit(self) -> None:
+        """Embed the pending chips (one batch): in the embedding thread when ``EMBED_THREAD``, else now.
+
+        dlib's descriptor holds the GIL but its detector releases it, so a batch computed in a
+        second thread overlaps with the detection of the next frames (the second core).
+        """
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        vecs = self.encoder.embed_chips([e.chip for e in pending])
         self.stats["batches"] += 1
-        for e, v in zip(pending, vecs):
-            e.resolve(v)
+
+        def run() -> None:
+            for e, v in zip(pending, self.encoder.embed_chips([e.chip for e in pending])):
+                e.resolve(v)
+
+        if not EMBED_THREAD:
+            run()
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storyengine-embed")
+        self._futures.append(self._pool.submit(run))
+        while len(self._futures) > 2 or (self._futures and self._futures[0].done()):
+            self._futures.pop(0).result()  # at most 2 batches in flight: memory stays bounded (≤ 3 × batch chips)
+
+    def flush(self) -> None:
+        """Compute the pending embeddings and wait for every batch: each observation then holds its vector."""
+        self._submit()
+        futures, self._futures = self._futures, []
+        try:
+            for f in futures:
+                f.result()  # re-raises an embedding error here
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def observe(self, frame: np.ndarray) -> list[Observation]:
         """Observations of one frame; with batching their vectors may be filled in later (by :meth:`flush`)."""

@@ -221,7 +221,7 @@ def test_reembed_adds_vectors_per_weights_and_never_mixes_them(reg, ws, tmp_path
     r1 = reembed(reg, ws, "chelsea", "clip", s1)
     assert r0["embedded"] == r1["embedded"] == 2 and r0["version"] != r1["version"]
     ident = {(s["encoder"], s["encoder_version"]): s for s in reg.identity("chelsea")}
-    assert set(ident) == {("appearance", "1"), ("clip", r0["version"]), ("clip", r1["version"])}
+    assert set(ident) == {("appearance", "2"), ("clip", r0["version"]), ("clip", r1["version"])}
     assert ident[("clip", r0["version"])]["n"] == 2 and ident[("clip", r0["version"])]["dim"] == 16
     v0 = reg.vectors("chelsea", "clip", r0["version"])
     assert len(v0) == 2 and {v.encoder_version for v in v0} == {r0["version"]}

@@ -205,3 +205,62 @@ def test_slow_morph_accumulates_against_the_last_embedded_chip(ref):
     naive = [ref.similarity(ref.encoder.embed(f)[0].vector) for f in frames]
     assert [s.index for s in run.scores if s.drifted] == [i for i in range(n) if naive[i] < ref.bound]
     assert max(abs(s.similarity - naive[s.index]) for s in run.scores) < 0.02
+
+
+# ------------------------------------------------------------------ issue 15: re-verify, drift runs, middle trims
+def test_a_tracked_dip_that_disappears_on_re_detection_is_noise_not_drift(clip_file, ref, hopper, monkeypatch):
+    """A wrong vector on a tracked frame (what a bad tracking box gives) is re-detected from scratch before it counts."""
+    from storyengine import consistency
+
+    real = consistency.observe_frames
+    wrong = ref.encoder.embed(hopper)[0].vector
+
+    def corrupt(*a, **kw):
+        obs, flicker, n, stats = real(*a, **kw)
+        for per_frame in obs.values():
+            o = per_frame[6][0]
+            per_frame[6] = [consistency.Observation(o.box, wrong, "tracked")]
+        return obs, flicker, n, stats
+
+    monkeypatch.setattr(consistency, "observe_frames", corrupt)
+    path = clip_file("clean")
+    res = check(path, [ref], settings=Settings(check_mode="full", detect_stride=4))
+    by = {s.index: s for s in res.scores}
+    assert by[6].source == "reverified" and not by[6].drifted and by[6].similarity > ref.bound
+    assert res.stats["reverified"] == 1
+    assert res.verdict.decision == "accept"
+    assert any(f.startswith("frame 6: mara 0.") and "tracked box" in f and "noise, not drift" in f for f in res.verdict.findings)
+
+
+def test_a_one_frame_swap_that_survives_re_detection_is_a_brief_dip_below_the_drift_run(ref):
+    from storyengine.specs import FrameScore
+
+    assert [consistency_min(f) for f in (12, 24, 25, 30, 60)] == [1, 2, 2, 2, 5]
+    scores = [FrameScore(index=i, time=i / 24, character="mara", encoder="dlib-face", similarity=0.5 if i == 30 else 0.97,
+                         drifted=i == 30, source="reverified" if i == 30 else "tracked") for i in range(96)]
+    r = Reference("mara", ref.encoder, ref.vectors, ref.centroid, 0.9, "override")
+    v = decide(scores, [r], num_frames=96, min_frames=58, fps=24)
+    assert v.decision == "accept" and v.keep_end == 96
+    assert any("brief dip in frames 30 (mara 0.500)" in f and "2 frame(s) drift needs at 24 fps" in f for f in v.findings)
+    v12 = decide(scores, [r], num_frames=96, min_frames=58, fps=12)  # at 12 fps one frame lasts 83 ms: drift
+    assert v12.decision == "trim" and (v12.keep_start, v12.keep_end) == (31, 96)
+
+
+def consistency_min(fps):
+    from storyengine.consistency import min_drift_frames
+
+    return min_drift_frames(fps)
+
+
+def test_drift_in_the_middle_keeps_the_longest_clean_range(ref):
+    from storyengine.specs import FrameScore
+
+    bad = set(range(10, 13)) | set(range(100, 106))
+    scores = [FrameScore(index=i, time=i / 24, character="mara", encoder="dlib-face", similarity=0.4 if i in bad else 0.97,
+                         drifted=i in bad) for i in range(120)]
+    r = Reference("mara", ref.encoder, ref.vectors, ref.centroid, 0.9, "override")
+    v = decide(scores, [r], num_frames=120, min_frames=72, fps=24)
+    assert v.decision == "trim" and (v.keep_start, v.keep_end) == (13, 100)
+    assert "kept frames 13–99 (a middle range) (3.62 s ≥ minimum 3.00 s)" in v.reason
+    v = decide(scores, [r], num_frames=120, min_frames=90, fps=24)
+    assert v.decision == "reject" and "the longest clean part (3.62 s) is shorter than the minimum 3.75 s" in v.reason

@@ -120,6 +120,8 @@ def test_registry_rows(demo_ws):
     assert set(takes) == {"day-1-morning", "day-1-evening", "day-2-morning", "day-2-evening"}
     assert takes["day-2-evening"]["decision"] == "reject"
     assert all(takes[s]["decision"] == "accept" for s in ("day-1-morning", "day-1-evening", "day-2-morning"))
+    # a character's own animated take is accepted on its first take (issue 15: no false retries)
+    assert all(takes[s]["take"] == 1 for s in ("day-1-morning", "day-1-evening", "day-2-morning"))
     # per-frame similarities stored: every frame of the accepted 3 s shots at 24 fps
     n = reg.db.execute("select count(*) from frame_scores where take_id = ? and handle = 'mara'", [takes["day-1-morning"]["id"]]).fetchone()[0]
     assert n == 72

@@ -382,16 +382,31 @@ def test_refused_shot_upload_and_invalid_render_change_nothing(ws):
         pass
 
 
-def test_takes_page_shows_a_recorded_decision(ws, monkeypatch):
-    from storyengine.studio import app as studio_app
+def test_use_take_two_through_the_page_and_the_next_render_honours_it(ws):
+    from storyengine.studio.app import decisions_module
 
+    if decisions_module() is None:
+        pytest.skip("storyengine.decisions is not in this install")
+    (ws.episodes / "s.yaml").write_text(SPEC.replace("        prompt: slow push in  # keep this comment\n",
+                                                     "        prompt: slow push in\n        takes: 2\n        moods: [warm, distant]\n"))
     c = client(ws)
-    render(c, csrf_of(c), episode="e2")
+    tok = csrf_of(c)
+    first = render(c, tok, episode="e1")
+    a = next(e for e in first["events"] if e["kind"] == "shot" and e["shot"] == "a")
+    assert a["takes"] == 2 and a["take"] == 1
+    h = {"Origin": BASE}
+    r = c.post("/series/s.yaml/shots/a/decide", data={"csrf": tok, "take": "9", "action": "use"}, headers=h)
+    assert r.status_code == 400 and "take 9 of shot 'a' was never rendered" in page(r)
+    r = c.post("/series/s.yaml/shots/a/decide", data={"csrf": tok, "take": "2", "action": "use", "reason": "the distant one"},
+               headers=h)
+    assert r.status_code == 200 and "take 2 of a: use recorded (the distant one)" in page(r)
+    assert "decided: use — the distant one" in re.sub(r"<[^>]+>", "", page(r))
     reg = Registry.open(ws)
-    try:  # a decisions table as issue 15 may shape it (the page reads it defensively)
-        reg.db["decisions"].insert({"series": "s", "shot_id": "c", "take": 1, "action": "accept", "reason": "the light is right"})
+    try:
+        rows = list(reg.db.query("select shot_id, take, action, reason from take_decisions"))
     finally:
         reg.close()
-    monkeypatch.setattr(studio_app, "decisions_module", lambda: object())
-    text = page(c.get("/series/s.yaml/shots/c"))
-    assert "decided: accept — the light is right" in re.sub(r"<[^>]+>", "", text)
+    assert rows == [{"shot_id": "a", "take": 2, "action": "use", "reason": "the distant one"}]
+    again = render(c, tok, episode="e1")  # the same render the CLI runs applies it, from the take cache
+    a2 = next(e for e in again["events"] if e["kind"] == "shot" and e["shot"] == "a")
+    assert a2["take"] == 2 and a2["generated"] == 0

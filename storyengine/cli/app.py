@@ -46,7 +46,8 @@ def root(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", env
 
 
 app.add_typer(characters.app, name="character")
-for module in (init, series, report, takes, verify, demo, studio):
+app.add_typer(takes.app, name="takes")
+for module in (init, series, report, verify, demo, studio):
     app.add_typer(module.app)
 characters.app.add_typer(lora.app)
 

@@ -176,7 +176,8 @@ def check_json(video: Path, res) -> dict:
     v = res.verdict
     return {"video": str(video), "mode": v.mode, "fps": res.fps, "frames_total": res.num_frames, "cached": res.cached,
             "frames": [{"index": s.index, "time": s.time, "character": s.character, "encoder": s.encoder,
-                        "similarity": s.similarity, "centroid": s.centroid, "drifted": s.drifted, "source": s.source}
+                        "similarity": s.similarity, "centroid": s.centroid, "drifted": s.drifted, "source": s.source,
+                        "lookalike": s.lookalike}
                        for s in res.scores],
             "summary": [s.model_dump(exclude={"mean_vector"}) for s in v.summaries],
             "flicker": v.flicker, "findings": v.findings,
@@ -196,8 +197,11 @@ def check_cmd(video: Path = typer.Argument(..., metavar="VIDEO", help="A video f
               as_json: bool = typer.Option(False, "--json", help="Print frames, summaries and verdict as JSON.")) -> None:
     """Score a clip against registered characters and print the verdict the renderer would take.
 
+    Exit code: 0 accept, 1 trim (the kept frames are printed), 2 reject, 3 error.
+
     Example: storyengine check clip.mp4 -c mara -c chelsea --json
     """
+    from .. import cohort
     from ..consistency import check, references_for
     from ..registry import Registry
     from ..settings import Settings
@@ -207,6 +211,7 @@ def check_cmd(video: Path = typer.Argument(..., metavar="VIDEO", help="A video f
         settings = Settings.load(ws.root, check_mode=mode, bound=bound)
         reg = Registry.open(ws)
         refs = [r for h in dict.fromkeys(character) for r in references_for(reg, h, bound=settings.bound, settings=settings)]
+        refs = cohort.attach(reg, refs, background=settings.cohort_background)  # lookalikes: every other character
         min_frames = None
         if min_duration is not None:
             from .. import media
@@ -214,11 +219,11 @@ def check_cmd(video: Path = typer.Argument(..., metavar="VIDEO", help="A video f
             min_frames = max(1, round(min_duration * (media.fps_of(media.video_stream(media.probe(video), video)) or 24.0)))
         res = check(video, refs, settings=settings, min_frames=min_frames, reg=reg)
     except StoryEngineError as e:
-        fail(e)
+        fail(e, CHECK_EXIT["error"])  # not 1: that is a trim
     verdict = res.verdict
     if as_json:
         emit_json(check_json(video, res))
-        return
+        raise typer.Exit(CHECK_EXIT[verdict.decision])
     v = View(f"{video} ({verdict.mode} mode{', cached' if res.cached else ''})",
              [Col("character"), Col("encoder", drop=1), Col("scored", "num"), Col("unknown", "num", drop=2),
               Col("drifted", "num"), Col("mean", "num"), Col("min", "num"), Col("p5", "num", drop=2),
@@ -231,3 +236,10 @@ def check_cmd(video: Path = typer.Argument(..., metavar="VIDEO", help="A video f
     for line in verdict.findings:
         say(f"finding: {line}")
     say(f"verdict: {verdict.decision} — {verdict.reason}")
+    if verdict.decision == "trim":
+        say(f"kept: frames {verdict.keep_start}–{verdict.keep_end - 1} ({verdict.keep_start / res.fps:.2f}–"
+            f"{verdict.keep_end / res.fps:.2f} s)")
+    raise typer.Exit(CHECK_EXIT[verdict.decision])
+
+
+CHECK_EXIT = {"accept": 0, "trim": 1, "reject": 2, "retry": 2, "error": 3}  # `storyengine check` exit codes

@@ -1,25 +1,31 @@
 """appearance: the WEAK FALLBACK encoder for non-face characters (pets, objects, drawn characters).
 
-Used only when no CLIP weights are available. It compares colour and fine texture, nothing
-else: it cannot tell two grey cats apart, and a change of costume or lighting moves it a lot.
-Treat its verdicts as "looks roughly alike", never as identity.
+Used only when no CLIP weights are available. It compares colour distribution, colour layout and
+fine texture, nothing else: it cannot tell two grey cats apart, and a change of costume moves it a
+lot. Treat its verdicts as "looks roughly alike", never as identity.
 
-Descriptor of a region (the registered subject box, or a candidate window of a frame):
+Version 2 (issue 15) is built to survive the light changing — brighter, dimmer, warmer, cooler —
+which version 1's HSV histogram did not (the demo cat needed a lamp-lit registration photo).
+Descriptor of a region (the registered subject box, or a candidate window of a frame),
+resampled to about CANON×CANON pixels first so texture is compared at one scale (:func:`describe`):
 
-* colour: joint HSV histogram, 16 hue × 4 saturation × 4 value bins (256), soft-binned (each
-  pixel votes for its 8 nearest bin centres, so ±25 % brightness moves weight between value
-  bins smoothly) and centre-weighted with a Gaussian mask (σ = 0.3 × side) so the subject
-  counts more than the background corners;
-* texture: histogram of rotation-invariant uniform LBP codes (8 neighbours of the 3×3
-  neighbourhood, "riu2" mapping, 10 bins), same mask;
-* each histogram sums to 1, is square-rooted (Hellinger) and weighted (colour 0.85, texture
-  0.53, squares summing to 1), then concatenated: cosine = 0.72·BC(colour) + 0.28·BC(texture),
-  BC being the Bhattacharyya coefficient.
+* colour, made colour-constant: each channel divided by its subject-weighted mean (grey world:
+  any gain per channel of the light cancels), then a soft 12×12 histogram of chromaticity (r, g); dark pixels
+  vote less (their chromaticity is noise);
+* layout: the same chromaticities as a coarse 6×6 histogram per quadrant (where the colours are);
+* absolute chromaticity (no grey world, weight 0.4): invariant to the light's brightness only — it
+  keeps a grey-brown cat apart from a grey scene that grey world makes alike;
+* intensity: histogram of log(I / mean I) — the light's gain cancels, the subject's contrast stays;
+* texture: rotation-invariant uniform LBP ("riu2", 10 bins) at radius 1 and 2, and a histogram of
+  log gradient magnitude relative to its mean;
+* every vote is weighted by a subject mask: a centre Gaussian (σ = 0.3 × side) times a saliency
+  term (pixels unlike the region's border colour count up to 2×);
+* each histogram sums to 1, is square-rooted (Hellinger) and weighted (``W_PARTS``), then all are
+  concatenated and L2-normalised.
 
-Every region is resampled so that its area is about 48×48 pixels before the histograms are
-taken, so texture is compared at the same scale whether the subject is large or small. For a
-frame this is done once per window scale (a 4-level pyramid), and each of the 27 windows of
-``windows.candidate_windows`` is then one weighted ``bincount``.
+For a frame the texture maps are computed once per pyramid level (4 levels) and shared by the
+level's windows of ``windows.candidate_windows`` (27 at 640×360).
+Measured robustness and discrimination: scripts/eval_appearance.py, table in docs/encoders.md.
 """
 
 from __future__ import annotations
@@ -36,10 +42,7 @@ from .base import Detection, Encoder
 from .windows import SCALES, Box, candidate_windows, clip_box
 
 CANON = 56  # regions are resampled to about CANON×CANON pixels
-H_BINS, S_BINS, V_BINS = 16, 4, 4
-COLOUR_BINS = H_BINS * S_BINS * V_BINS
 LBP_BINS = 10
-W_COLOUR, W_TEXTURE = 0.85, math.sqrt(1 - 0.85**2)
 
 
 def _riu2_table() -> np.ndarray:
@@ -68,51 +71,12 @@ def lbp_labels(gray: np.ndarray) -> np.ndarray:
     return RIU2[code]
 
 
-def colour_votes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Soft joint-HSV binning: (bins, weights), each 8×H×W, for the 2×2×2 neighbouring bin centres.
-
-    Every pixel votes for its 8 nearest (hue, sat, value) bin centres with trilinear weights
-    (hue circular), so a small hue or brightness shift moves weight smoothly between bins
-    instead of flipping whole pixels to another bin.
-    """
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)  # H 0..179, S and V 0..255
-    hq = hsv[..., 0] * (H_BINS / 180.0) - 0.5
-    h0 = np.floor(hq)
-    ha = hq - h0
-    h0 = h0.astype(np.int64)
-    corners = []
-    for q, n in ((hsv[..., 1] * (S_BINS / 256.0) - 0.5, S_BINS), (hsv[..., 2] * (V_BINS / 256.0) - 0.5, V_BINS)):
-        lo = np.clip(np.floor(q), 0, n - 1).astype(np.int64)
-        a = np.clip(q - lo, 0.0, 1.0)
-        corners.append(((lo, 1.0 - a), (np.minimum(lo + 1, n - 1), a)))
-    bins, weights = [], []
-    for hi, hw in ((h0 % H_BINS, 1.0 - ha), ((h0 + 1) % H_BINS, ha)):
-        for si, sw in corners[0]:
-            for vi, vw in corners[1]:
-                bins.append((hi * S_BINS + si) * V_BINS + vi)
-                weights.append(hw * sw * vw)
-    return np.stack(bins), np.stack(weights)
-
-
 @lru_cache(maxsize=64)
 def centre_mask(h: int, w: int) -> np.ndarray:
     """Separable Gaussian weights, σ = 0.3 × side, peak 1 at the centre (h×w)."""
     gy = np.exp(-0.5 * ((np.arange(h) - (h - 1) / 2) / (0.3 * h)) ** 2)
     gx = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / (0.3 * w)) ** 2)
     return np.outer(gy, gx)
-
-
-def _descriptor(bins: np.ndarray, weights: np.ndarray, texture: np.ndarray) -> np.ndarray:
-    m = centre_mask(*texture.shape)
-    hc = np.bincount(bins.ravel(), weights=(weights * m).ravel(), minlength=COLOUR_BINS)
-    ht = np.bincount(texture.ravel(), weights=m.ravel(), minlength=LBP_BINS)
-    v = np.concatenate([W_COLOUR * np.sqrt(hc / hc.sum()), W_TEXTURE * np.sqrt(ht / ht.sum())])
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
-def _labels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    bins, weights = colour_votes(rgb)
-    return bins, weights, lbp_labels(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
 
 
 def _resample(rgb: np.ndarray, factor: float) -> np.ndarray:
@@ -124,23 +88,139 @@ def _resample(rgb: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if factor > 1 else cv2.INTER_LINEAR)
 
 
+# ---------------------------------------------------------------- version 2: colour-constant + texture
+CHROMA_BINS = 12  # per chromaticity axis (r, g) over [CHROMA_LO, CHROMA_HI)
+CHROMA_LO, CHROMA_HI = 0.0, 0.72
+INTENSITY_BINS = 8  # log relative intensity over [-1.6, 1.2)
+GRAD_BINS = 8  # log relative gradient magnitude over [-3, 2)
+LAYOUT_BINS = 6  # per chromaticity axis, per quadrant (the layout part: where the colours are)
+W_PARTS = {"chroma": 0.55, "intensity": 0.2, "lbp1": 0.45, "lbp2": 0.45, "grad": 0.35, "layout": 0.5, "absolute": 0.4}
+_NORM = math.sqrt(sum(w * w for w in W_PARTS.values()))
+DIM2 = 2 * CHROMA_BINS * CHROMA_BINS + INTENSITY_BINS + 2 * LBP_BINS + GRAD_BINS + 4 * LAYOUT_BINS * LAYOUT_BINS
+
+
+def lbp_labels_r2(gray: np.ndarray) -> np.ndarray:
+    """riu2 LBP labels at radius 2 (8 neighbours on the 5×5 ring's corners and edge midpoints)."""
+    g = gray.astype(np.int16)
+    p = np.pad(g, 2, mode="edge")
+    h, w = g.shape
+    code = np.zeros((h, w), np.uint8)
+    for bit, (dy, dx) in enumerate(NEIGHBOURS):
+        code |= (p[2 + 2 * dy:2 + 2 * dy + h, 2 + 2 * dx:2 + 2 * dx + w] >= g).astype(np.uint8) << bit
+    return RIU2[code]
+
+
+def _soft2d(r: np.ndarray, g: np.ndarray, w: np.ndarray, n: int = CHROMA_BINS, group: np.ndarray | None = None,
+            groups: int = 1) -> np.ndarray:
+    """Bilinear-soft 2-D histogram of chromaticities (r, g) with weights ``w``, ``n`` bins per axis
+    (one histogram per ``group`` label 0..groups-1, concatenated), in one ``bincount``."""
+    scale = n / (CHROMA_HI - CHROMA_LO)
+    qr, qg = (r - CHROMA_LO) * scale - 0.5, (g - CHROMA_LO) * scale - 0.5
+    r0, g0 = np.floor(qr), np.floor(qg)
+    ar, ag = qr - r0, qg - g0
+    ri = np.clip(np.stack([r0, r0 + 1]), 0, n - 1).astype(np.int64)  # (2, ...)
+    gi = np.clip(np.stack([g0, g0 + 1]), 0, n - 1).astype(np.int64)
+    wr, wg = np.stack([1 - ar, ar]), np.stack([1 - ag, ag])
+    idx = ri[:, None] * n + gi[None, :]  # (2, 2, ...)
+    if group is not None:
+        idx = idx + group * (n * n)
+    wt = wr[:, None] * wg[None, :] * w
+    return np.bincount(idx.ravel(), weights=wt.ravel(), minlength=groups * n * n)
+
+
+@lru_cache(maxsize=64)
+def _quadrants(h: int, w: int) -> np.ndarray:
+    """Quadrant label (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) of every pixel of an h×w region."""
+    return (np.arange(h)[:, None] >= h // 2).astype(np.int64) * 2 + (np.arange(w)[None, :] >= w // 2)
+
+
+def _hist1d(x: np.ndarray, lo: float, hi: float, n: int, w: np.ndarray) -> np.ndarray:
+    i = np.clip(((x - lo) * (n / (hi - lo))).astype(np.int64), 0, n - 1)
+    return np.bincount(i.ravel(), weights=w.ravel(), minlength=n)
+
+
+def maps(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-pixel maps of an image that do not depend on the region (shared by a pyramid level's windows)."""
+    f = rgb.astype(np.float32) + 1.0
+    grey = f.mean(axis=2)
+    sa = f.sum(axis=2)
+    g8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return {"f": f, "grey": grey, "loggrey": np.log(grey), "ar": f[..., 0] / sa, "ag": f[..., 1] / sa,
+            "lbp1": lbp_labels(g8), "lbp2": lbp_labels_r2(g8), "loggrad": np.log(_grad(grey) + 1e-3)}
+
+
+def describe(rgb: np.ndarray | None = None, mp: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Version-2 descriptor of a region (RGB uint8, about CANON×CANON), invariant to light and white balance.
+
+    * colour: grey-world normalisation (each channel divided by its subject-weighted mean, so a
+      gain per channel — brighter, dimmer, warmer, cooler light — cancels), then a soft 2-D
+      histogram of chromaticity r = R/(R+G+B), g = G/(R+G+B); dark pixels, whose chromaticity is
+      noise, vote with less weight;
+    * intensity: histogram of log(I / mean I): the light's gain cancels, the subject's contrast stays;
+    * texture: riu2 LBP histograms at radius 1 and 2 (monotonic in light, rotation-invariant) and a
+      histogram of log gradient magnitude relative to its mean (gain-invariant);
+    * layout (quadrant chromaticities) and absolute chromaticity (no grey world: brightness-invariant only);
+    * each histogram sums to 1, is square-rooted (Hellinger) and weighted (W_PARTS).
+
+    The weights of every vote are the subject mask: a centre-weighted Gaussian times a saliency
+    term (pixels unlike the region's border count up to 2× more), so background corners matter less.
+    """
+    mp = mp if mp is not None else maps(rgb)
+    f, grey = mp["f"], mp["grey"]
+    h, w = grey.shape
+    # subject mask: centre weighting × distance from the border colour
+    fm = f.reshape(-1, 3).mean(axis=0)
+    border = np.concatenate([f[0], f[-1], f[:, 0], f[:, -1]])
+    dist = np.linalg.norm((f - np.median(border, axis=0)) / fm, axis=2)
+    m = centre_mask(h, w) * (1.0 + np.clip(dist / (np.percentile(dist, 90) + 1e-6), 0.0, 1.0))
+    msum = m.sum()
+    # colour: grey world, then chromaticity
+    means = (f * m[..., None]).sum(axis=(0, 1)) / msum  # the subject's grey world
+    c = f / means
+    s = c.sum(axis=2)
+    gmean = float((grey * m).sum() / msum)
+    wc = m * np.clip(grey * (4.0 / gmean), 0.0, 1.0)  # dark pixels (under a quarter of the mean): little weight
+    cr, cg = c[..., 0] / s, c[..., 1] / s
+    # grey-world chromaticity (group 0) and absolute chromaticity (group 1: no grey world, invariant to the
+    # light's brightness only — it keeps a grey-brown cat apart from a grey scene that grey world makes alike)
+    both = _soft2d(np.stack([cr, mp["ar"]]), np.stack([cg, mp["ag"]]), np.stack([wc, wc]), CHROMA_BINS,
+                   np.array([0, 1]).reshape(2, 1, 1), 2)
+    hc, ha = both[:CHROMA_BINS ** 2], both[CHROMA_BINS ** 2:]
+    # layout: coarse chromaticity histograms of the four quadrants, each normalised on its own
+    hl = _soft2d(cr, cg, wc, LAYOUT_BINS, _quadrants(h, w), 4).reshape(4, -1)
+    hl = (hl / np.maximum(hl.sum(axis=1, keepdims=True), 1e-9)).ravel()
+    # intensity and gradients relative to their (subject-weighted) means
+    hi = _hist1d(mp["loggrey"] - np.log(gmean), -1.6, 1.2, INTENSITY_BINS, m)
+    lgr = mp["loggrad"]
+    hg = _hist1d(lgr - np.log(float((np.exp(lgr) * m).sum() / msum)), -3.0, 2.0, GRAD_BINS, m)  # region-relative
+    h1 = np.bincount(mp["lbp1"].ravel(), weights=m.ravel(), minlength=LBP_BINS)
+    h2 = np.bincount(mp["lbp2"].ravel(), weights=m.ravel(), minlength=LBP_BINS)
+    parts = []
+    for name, hist in (("chroma", hc), ("intensity", hi), ("lbp1", h1), ("lbp2", h2), ("grad", hg), ("layout", hl),
+                       ("absolute", ha)):
+        t = hist.sum()
+        parts.append((W_PARTS[name] / _NORM) * np.sqrt(hist / t if t > 0 else hist))
+    v = np.concatenate(parts)
+    return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
+
+
+def _grad(grey: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return np.sqrt(gx * gx + gy * gy)
+
+
 class AppearanceEncoder(Encoder):
     name: ClassVar[str] = "appearance"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: colour-constant chromaticity, relative intensity, 2-radius LBP, gradients, subject mask
     licence: ClassVar[str] = "Apache-2.0 (storyengine)"
-    dim: ClassVar[int] = COLOUR_BINS + LBP_BINS
+    dim: ClassVar[int] = DIM2
     modality: ClassVar[str] = "appearance"
-    # Measured on skimage.data photos (scikit-image 0.26), whole-photo descriptors:
-    #   chelsea (cat) vs its horizontal flip 1.00, brightness ×0.75 0.89, ×1.25 0.92 (×0.6: 0.75,
-    #   too dark to count as the same shot), JPEG q=30 1.00, 0.6× resize 1.00, 80 % crops at the
-    #   4 corners 0.99-1.00;
-    #   chelsea vs coffee 0.70, astronaut 0.72, rocket 0.40, immunohistochemistry 0.79 (brown
-    #   tones too), colorwheel 0.28, hubble_deep_field 0.34; all 21 pairs of these 7 photos:
-    #   mean 0.44, max 0.79.
-    # same_bound sits between the worst same-subject variant (0.89) and the closest different
-    # photo (0.79): a margin of 0.1 only — it separates close colour schemes poorly (weak fallback).
-    same_bound: ClassVar[float] = 0.85
-    different_mean: ClassVar[float] = 0.44
+    # Measured by scripts/eval_appearance.py on 11 package-shipped subjects (scikit-image, matplotlib)
+    # × 15 variants each (relit ×0.55/×1.5, gamma 0.6/1.6, warm/cool white balance, a dim warm lamp,
+    # 80 % crops, ±15° rotations, mirror, JPEG 30, half scale): see docs/encoders.md for the table.
+    same_bound: ClassVar[float] = 0.90
+    different_mean: ClassVar[float] = 0.70
 
     def __init__(self, scales: tuple[float, ...] = SCALES) -> None:
         self.scales = tuple(scales)
@@ -162,7 +242,7 @@ class AppearanceEncoder(Encoder):
             raise EncoderError(str(e)) from None
         crop = image[y0:y1, x0:x1]
         factor = math.sqrt((x1 - x0) * (y1 - y0)) / CANON
-        return _descriptor(*_labels(_resample(crop, factor)))
+        return describe(_resample(crop, factor))
 
     def embed(self, image: np.ndarray) -> list[Detection]:
         """One Detection per candidate window (whole frame first).
@@ -176,19 +256,19 @@ class AppearanceEncoder(Encoder):
         factors: dict[Box, float] = {boxes[0]: math.sqrt(w * h) / CANON}
         for b in boxes[1:]:
             factors[b] = max(1e-6, (b[2] - b[0]) / CANON)
-        levels: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        levels: dict[float, tuple[np.ndarray, ...]] = {}
         out = []
         for b in boxes:
             f = factors[b]
-            if f not in levels:
-                levels[f] = _labels(_resample(image, f))
-            bins, weights, texture = levels[f]
-            lh, lw = texture.shape
+            if f not in levels:  # per-pixel maps once per pyramid level, shared by its windows
+                levels[f] = maps(_resample(image, f))
+            mp = levels[f]
+            lh, lw = mp["grey"].shape
             # Window in level coordinates; never empty.
             x0 = min(lw - 1, int(round(b[0] / f)))
             y0 = min(lh - 1, int(round(b[1] / f)))
             x1 = max(x0 + 1, min(lw, int(round(b[2] / f))))
             y1 = max(y0 + 1, min(lh, int(round(b[3] / f))))
-            vec = _descriptor(bins[:, y0:y1, x0:x1], weights[:, y0:y1, x0:x1], texture[y0:y1, x0:x1])
+            vec = describe(mp={k: a[y0:y1, x0:x1] for k, a in mp.items()})
             out.append(Detection(box=b, vector=vec, score=1.0))
         return out

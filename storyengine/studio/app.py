@@ -643,16 +643,13 @@ def _shot_view(studio: Studio, name: str, shot: str) -> dict[str, Any]:
                          if s.get("shot") == shot), None)
         links = _StudioLinks(studio)
         takes = [_take(reg, t, links, 3, final_id) for t in rows]  # type: ignore[arg-type]
-        decided: dict[Any, dict[str, Any]] = {}
-        if decisions_module() is not None and "decisions" in reg.db.table_names():
-            import sqlite3
-
-            try:  # the latest decision per take, as `storyengine takes` records them (issue 15's table)
-                for r in reg.db.query("select * from decisions where shot_id = ? order by rowid", [shot]):
-                    if r.get("series") in (None, spec.series):
-                        decided[r.get("take")] = r
-            except sqlite3.Error:
-                decided = {}
+        decided: dict[int, dict[str, Any]] = {}
+        dec = decisions_module()
+        if dec is not None and hasattr(dec, "history"):  # the standing decisions, as the next render applies them
+            use, per_take = dec.current(dec.history(reg, shot, spec.series))
+            decided = {r["take"]: r for r in per_take.values()}
+            if use is not None:
+                decided[use["take"]] = use
     finally:
         reg.close()
     return {"name": name, "series": spec.series, "episode": ep.id, "shot": sh, "takes": takes, "decided": decided,

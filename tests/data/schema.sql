@@ -46,6 +46,15 @@ CREATE TABLE "check_cache" (
    "created_at" TEXT,
    PRIMARY KEY ("sha256", "encoder", "encoder_version", "params")
 );
+CREATE TABLE "cohort" (
+   "encoder" TEXT,
+   "encoder_version" TEXT,
+   "source" TEXT,
+   "face" INTEGER,
+   "vector" BLOB,
+   "created_at" TEXT,
+   PRIMARY KEY ("encoder", "encoder_version", "source", "face")
+);
 CREATE TABLE "embeddings" (
    "id" INTEGER PRIMARY KEY,
    "handle" TEXT REFERENCES "characters"("handle"),
@@ -107,6 +116,8 @@ CREATE INDEX "idx_photos_handle"
     ON "photos" ("handle");
 CREATE INDEX "idx_photos_sha256"
     ON "photos" ("sha256");
+CREATE INDEX "idx_take_decisions_series_shot_id"
+    ON "take_decisions" ("series", "shot_id");
 CREATE INDEX "idx_takes_cache_key"
     ON "takes" ("cache_key");
 CREATE INDEX "idx_takes_series_shot_id"
@@ -134,6 +145,16 @@ CREATE TABLE "runs" (
    "finished_at" TEXT,
    "status" TEXT
 );
+CREATE TABLE "take_decisions" (
+   "id" INTEGER PRIMARY KEY,
+   "series" TEXT,
+   "shot_id" TEXT,
+   "take" INTEGER,
+   "action" TEXT,
+   "reason" TEXT,
+   "cache_key" TEXT,
+   "created_at" TEXT
+);
 CREATE TABLE "takes" (
    "id" INTEGER PRIMARY KEY,
    "run_id" INTEGER REFERENCES "runs"("id"),
@@ -153,4 +174,4 @@ CREATE TABLE "takes" (
    "keep_end" INTEGER,
    "conditioning" TEXT,
    "created_at" TEXT
-, "flicker" REAL, "findings" TEXT, "mood" TEXT, "used" INTEGER, "cache_key" TEXT, "generated" INTEGER);
+, "flicker" REAL, "findings" TEXT, "mood" TEXT, "used" INTEGER, "cache_key" TEXT, "generated" INTEGER, "human" TEXT);

@@ -1,0 +1,176 @@
+"""Lookalike discrimination: score a face against the character *and* a cohort of other identities.
+
+A video model that drifts produces "similar but different" faces, and between two similar-looking
+people the cross-similarity can exceed one's own photo-to-photo minimum, so a bound alone lets
+the lookalike through. The checker therefore compares every assigned face with a *cohort*:
+
+* the series' other characters (``check``: every other registered character), and
+* for face encoders, a **background set**: every face in public photos shipped inside installed
+  packages (:data:`BACKGROUND`, sources and licences in docs/encoders.md), embedded once per
+  encoder name + version and cached in the registry table ``cohort`` (a render pays nothing).
+
+Two rules use it (:mod:`storyengine.consistency`):
+
+1. **Nearest identity**: a face at least as similar to some cohort identity (best of its vectors)
+   as to the character (best of hers) is flagged as drifted, and the frame names the lookalike.
+2. **Cohort-aware bound**: when the nearest cohort neighbour of the character's own photos
+   reaches the derived bound, the bound rises to just above that neighbour (``+ COHORT_MARGIN``),
+   never above the character's own least-similar photo pair minus the margin (her own photos pass).
+
+A cohort identity that matches the character's own photos almost exactly (:func:`is_herself`: the
+same picture again — the astronaut is in the background set and in the tests' characters) is left
+out of her cohort. A lookalike is kept even when he is closer to her photos than they are to each
+other: the nearest-identity rule still tells them apart frame by frame, a bound cannot.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .encoders.base import Encoder, l2n
+
+COHORT_MARGIN = 0.01
+_MEMO: dict[tuple[str, str, str], list[np.ndarray]] = {}  # (encoder, version, source) → vectors, per process
+
+
+@dataclass(frozen=True)
+class Source:
+    """One package-shipped photo of real people."""
+
+    name: str  # e.g. "skimage/astronaut"
+    what: str
+    licence: str
+    load: Callable[[], np.ndarray | None]  # RGB uint8, or None when the package is not installed
+
+
+def _pkg_file(pkg: str, *parts: str) -> Path | None:
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    return p if p.is_file() else None
+
+
+def _image(path: Path | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+
+
+BACKGROUND: list[Source] = [
+    Source("skimage/astronaut", "scikit-image data/astronaut.png: Eileen Collins, NASA portrait",
+           "public domain (NASA photograph)", lambda: _image(_pkg_file("skimage", "data", "astronaut.png"))),
+    Source("matplotlib/grace_hopper", "matplotlib mpl-data/sample_data/grace_hopper.jpg: Rear Admiral Grace Hopper",
+           "public domain (U.S. Navy photograph)",
+           lambda: _image(_pkg_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg"))),
+    Source("insightface/Tom_Hanks_54745.png", "insightface data/images/Tom_Hanks_54745.png: an aligned 112x112 face",
+           "shipped with insightface (MIT code licence); no separate image licence stated — used locally, never redistributed",
+           lambda: _image(_pkg_file("insightface", "data", "images", "Tom_Hanks_54745.png"))),
+    Source("insightface/t1.jpg", "insightface data/images/t1.jpg: a group photo (6 faces)",
+           "shipped with insightface (MIT code licence); no separate image licence stated — used locally, never redistributed",
+           lambda: _image(_pkg_file("insightface", "data", "images", "t1.jpg"))),
+]
+
+
+def background_vectors(reg, enc: Encoder) -> list[tuple[str, np.ndarray]]:
+    """The background set under ``enc``: one (name, (1, d) vectors) per face, embedded once and cached in ``reg``."""
+    if getattr(enc, "modality", "") != "face":
+        return []
+    db = reg.db if reg is not None else None
+    cached = "cohort" in db.table_names() if db is not None else False
+    rows = list(db.query("select * from cohort where encoder = ? and encoder_version = ? order by source, face",
+                         [enc.name, enc.version])) if cached else []
+    done = {r["source"] for r in rows}
+    out = [(f"{r['source']}#{r['face']}", np.frombuffer(r["vector"], dtype=np.float32).reshape(1, -1))
+           for r in rows if r["face"] >= 0 and r["vector"] is not None]
+    todo = [s for s in BACKGROUND if s.name not in done]
+    if not todo:
+        return out
+    from .registry import now
+
+    new = []
+    for s in todo:
+        memo = _MEMO.get((enc.name, enc.version, s.name))
+        if memo is None:
+            img = s.load()
+            if img is None:
+                continue  # the package is not installed here; nothing recorded, tried again next time
+            dets = sorted(enc.embed(img), key=lambda d: (d.box[0], d.box[1]))  # left to right: stable face numbers
+            memo = _MEMO[(enc.name, enc.version, s.name)] = [l2n(d.vector) for d in dets]
+        new.append((s.name, memo))
+    if cached:
+        with reg.transaction():
+            for name, vecs in new:
+                reg.db["cohort"].insert_all(
+                    [{"encoder": enc.name, "encoder_version": enc.version, "source": name, "face": i,
+                      "vector": v.astype(np.float32).tobytes(), "created_at": now()} for i, v in enumerate(vecs)]
+                    # a marker row: this source was embedded and holds no face for this encoder
+                    or [{"encoder": enc.name, "encoder_version": enc.version, "source": name, "face": -1, "vector": None,
+                         "created_at": now()}], replace=True)
+    out += [(f"{name}#{i}", v.reshape(1, -1)) for name, vecs in new for i, v in enumerate(vecs)]
+    return sorted(out, key=lambda t: t[0])
+
+
+def cohort_for(reg, ref, others: list[str], *, background: bool = True) -> list[tuple[str, np.ndarray]]:
+    """The identities ``ref``'s faces are compared against: other characters, then the background set, minus herself."""
+    enc = ref.encoder
+    out: list[tuple[str, np.ndarray]] = []
+    for h in others:
+        if h == ref.handle:
+            continue
+        vecs = [l2n(v.vector) for v in reg.vectors(h, enc.name) if v.encoder_version == enc.version]
+        if vecs:
+            out.append((h, np.stack(vecs)))
+    if background:
+        out += background_vectors(reg, enc)
+    return [(name, vecs) for name, vecs in out if not is_herself(ref.vectors, vecs, enc)]
+
+
+def is_herself(own: np.ndarray, vecs: np.ndarray, enc: Encoder) -> bool:
+    """True when ``vecs`` are the character's own photos again (the same picture, re-encoded or mirrored):
+    a best similarity at or above two thirds of the way from the encoder's same-identity bound to 1
+    (dlib-face: 0.97; two *different* photos of one person score 0.93-0.96 there, a lookalike up to 0.93)."""
+    same = float(getattr(enc, "same_bound", 1.0))
+    return float(np.max(own @ vecs.T)) >= 1.0 - (1.0 - same) / 3.0
+
+
+def cohort_bound(ref, cohort: list[tuple[str, np.ndarray]]) -> tuple[float, str]:
+    """The bound raised above the nearest cohort neighbour of the character's own photos (see the module doc)."""
+    if not cohort:
+        return ref.bound, ref.bound_source
+    name, nn = max(((n, float(np.max(ref.vectors @ v.T))) for n, v in cohort), key=lambda t: t[1])
+    n = len(ref.vectors)
+    own_min = float((ref.vectors @ ref.vectors.T)[np.triu_indices(n, 1)].min()) if n > 1 else float(ref.encoder.same_bound)
+    b = max(ref.bound, min(nn + COHORT_MARGIN, own_min - COHORT_MARGIN))
+    src = f"{ref.bound_source}; nearest cohort neighbour {name} {nn:.3f}"
+    if b > ref.bound:
+        src += f" → bound raised to {b:.3f}"
+    return b, src
+
+
+def attach(reg, refs: list, others: list[str] | None = None, *, background: bool = True) -> list:
+    """``refs`` with their cohort (and cohort-aware bound unless the bound is an override).
+
+    Args:
+        reg: the registry (other characters' vectors, the cached background set).
+        refs: references of the characters being checked (:func:`consistency.references_for`).
+        others: handles of the other identities (default: every character in the registry).
+        background: include the package-shipped background faces (face encoders only).
+    """
+    if others is None:
+        others = [c["handle"] for c in reg.characters()]
+    out = []
+    for r in refs:
+        co = cohort_for(reg, r, others, background=background)
+        b, src = (r.bound, r.bound_source + f"; cohort of {len(co)}") if r.bound_source in ("override", "shot override") \
+            else cohort_bound(r, co)
+        out.append(replace(r, cohort=co, bound=float(b), bound_source=src))
+    return out
