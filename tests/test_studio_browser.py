@@ -145,6 +145,14 @@ def test_a_creator_session_in_chromium(server, tmp_path, astronaut):
             page.click("#decide-2 button[value=use]")
             page.wait_for_selector("#notice")
             assert "take 2 of a: use recorded" in page.inner_text("#notice")
+            page.screenshot(path=str(shots / "5-takes.png"), full_page=True)
+            page.click("#render-again")  # the episode again: take 2 of a from the cache
+            page.wait_for_url("**/render/*")
+            page.wait_for_function("['done', 'failed'].includes(document.getElementById('state').textContent)",
+                                   timeout=120_000)
+            assert page.inner_text("#state") == "done"
+            assert "2 take(s), 0 generated · using take 2" in page.inner_text("#shots li[data-shot=a]")
+            page.goto(base + "/series/diary.yaml/shots/a")
         else:
             assert page.locator("#decide-1 button[value=use]").is_disabled()
         page.screenshot(path=str(shots / "5-takes.png"), full_page=True)

@@ -695,7 +695,7 @@ async def decide(request: Request) -> Response:
     except StoryEngineError as e:
         return await shot_page(request, error=str(e), status=400)
     return await shot_page(request, notice=f"take {take} of {shot}: {action} recorded"
-                           + (f" ({reason})" if reason else "") + ". Render the episode again to use it.")
+                           + (f" ({reason})" if reason else "") + ". The next render of the episode applies it (from the take cache).")
 
 
 # ---- episodes
