@@ -208,6 +208,18 @@ def test_token_required_on_a_non_local_bind(ws):
     r = c.get("/characters?token=s3cret")
     assert r.status_code == 303 and r.headers["location"] == "/characters" and "HttpOnly" in r.headers["set-cookie"]
     assert c.get("/characters").status_code == 200  # the cookie now carries it
+    # a raw path `//evil.example/x` redirects within the studio (no open redirect)
+    import asyncio
+
+    sent = []
+
+    async def send(msg):
+        sent.append(msg)
+
+    scope = {"type": "http", "method": "GET", "path": "//evil.example/x", "query_string": b"token=s3cret",
+             "headers": [(b"host", b"192.168.1.5:8765")]}
+    asyncio.run(c.app(scope, None, send))
+    assert sent[0]["status"] == 303 and dict(sent[0]["headers"])[b"location"] == b"/evil.example/x"
     assert c.get("/", headers={"Host": "studio.lan:8765"}).status_code == 200  # any name of the machine, with the token
     # a local studio refuses a Host header naming another site (DNS rebinding)
     local = client(ws)

@@ -53,7 +53,8 @@ class Gate:
             q = dict(parse_qsl(scope.get("query_string", b"").decode()))
             if scope["method"] == "GET" and secrets.compare_digest(q.get("token", ""), self.token):
                 rest = urlencode({k: v for k, v in q.items() if k != "token"})
-                loc = scope["path"] + (f"?{rest}" if rest else "")
+                path = "/" + scope["path"].lstrip("/")  # never `//host`: the redirect stays on this studio
+                loc = path + (f"?{rest}" if rest else "")
                 await send({"type": "http.response.start", "status": 303, "headers": [
                     (b"location", loc.encode()), (b"content-length", b"0"),
                     (b"set-cookie", f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode())]})
