@@ -186,6 +186,14 @@ def test_uploads_are_checked_before_anything_is_written(ws, astronaut):
     r = c.post("/characters", data={"csrf": tok, "handle": "mara"}, headers={**h, "Content-Length": str(200 * 1024 * 1024)},
                content=b"x")
     assert r.status_code == 413
+
+    def chunks():  # no Content-Length: counted as it arrives and cut off past the limit
+        yield b"--b\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"x.png\"\r\n\r\n"
+        for _ in range(200):
+            yield b"0" * (1024 * 1024)
+
+    r = c.post("/characters", headers={**h, "Content-Type": "multipart/form-data; boundary=b"}, content=chunks())
+    assert r.status_code == 413 and "upload too large" in page(r)
     # a real photo refused by the registry's own gate: the verdict names the uploaded file, nothing stored
     flat = np.full((200, 200, 3), 128, np.uint8)
     r = c.post("/characters", data={"csrf": tok, "handle": "mara"},
