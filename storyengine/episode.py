@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import SpecError, StoryEngineError, UnsafePathError
-from .finishing import MOODS, Finisher, load_cube
+from .finishing import MOODS, Finisher, load_cube, mood_baked
 from .hashing import file_sha256
 from .planner import load_series
 from .provenance import Credential, sign_episode, take_title
@@ -143,7 +143,8 @@ def _segments(loaded: LoadedSpec, ep: EpisodeSpec, results: list[ShotResult]) ->
         used.append(Segment(
             path=r.path, start=v.keep_start, end=v.keep_end, label=r.plan.shot_id, verdict=v.decision,
             ambience=sh.ambience, transition=sh.transition, captions=list(sh.captions), audio=loaded.shot_audio(ep, i),
-            grade=MOODS[r.mood].grade if r.mood else None, mood=r.mood))
+            # a back-end that baked the mood's grade into the take (finishing.BAKES_MOOD) is not graded twice
+            grade=MOODS[r.mood].grade if r.mood and not mood_baked(loaded.spec.backend) else None, mood=r.mood))
     return used, left_out
 
 

@@ -36,12 +36,25 @@ MOODS: dict[str, Mood] = {
 }
 
 
+# Back-ends that bake a take's mood grade into the take file (option ``mood``); the episode must not grade
+# those takes again (see episode.assemble).
+BAKES_MOOD = frozenset({"motion"})
+
+
+def mood_baked(backend_id: str) -> bool:
+    """True when ``backend_id``'s takes already carry their mood's grade."""
+    return backend_id in BAKES_MOOD
+
+
 def mood_options(mood: str, backend_id: str, options: dict) -> dict:
-    """Back-end options for a take in ``mood``: the motion back-end's sway and push scale with the mood."""
+    """Back-end options for a take in ``mood``: the motion back-end's sway and push scale with the mood,
+    and it is told the mood so the take file carries the grade."""
     m = MOODS[mood]
-    if backend_id != "motion" or m.motion == 1.0:
+    if backend_id not in BAKES_MOOD:
         return dict(options)
-    out = dict(options)
+    out = {**options, "mood": mood}
+    if m.motion == 1.0:
+        return out
     out["sway"] = round(min(4.0, float(options.get("sway", 1.0)) * m.motion), 4)
     lo, hi = options.get("push", (0.04, 0.10))
     out["push"] = [round(min(0.5, lo * m.motion), 4), round(min(0.5, hi * m.motion), 4)]

@@ -32,7 +32,7 @@ from .provenance import credential_for
 from .registry import Registry
 from .report import build_report
 from .settings import Settings
-from .shots import RefSpec, ShotContext, ShotResult, mood_take_plan, record_shot, take_mood
+from .shots import RefSpec, ShotContext, ShotResult, record_shot, take_inputs
 from .specs import EpisodeSpec, ShotPlan
 from .workspace import Workspace, atomic_path
 
@@ -131,7 +131,7 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
             status[plan.shot_id] = "after"
             continue
         k = (plan.pinned_take or 1) - 1  # a pinned take (spec `take: N` or `takes use`) is the one the render reads
-        p0 = mood_take_plan(plan, k, take_mood(plan, k))  # the mood's options are part of the take's key
+        p0 = take_inputs(plan, k, backend)[0]  # mood options (and a retry's softer motion) are part of the key
         key = take_key(p0, backend, take_crf=settings.take_crf)
         if cache.get(key) is not None:
             out.append(DryRunShot(plan.episode_id, plan.shot_id, "cached", f"take {k + 1} cached ({key[:12]})"))

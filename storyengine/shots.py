@@ -237,8 +237,7 @@ def produce_take(job: TakeJob, k: int, *, pinned: int | None = None) -> TakeResu
     With a ``pinned`` take (1-based), the shot's other takes are listed when cached and never
     generated: None for such a take that is not in the cache.
     """
-    mood = take_mood(job.plan, k)
-    p = mood_take_plan(job.plan, k, mood)
+    p, mood, soft_note = take_inputs(job.plan, k, job.backend)
     if pinned is not None and k != pinned - 1:
         if job.ctx.cache.get(take_key(p, job.backend, take_crf=job.ctx.settings.take_crf)) is None:
             return None
@@ -248,6 +247,8 @@ def produce_take(job: TakeJob, k: int, *, pinned: int | None = None) -> TakeResu
     _link(entry.path, path)
     verdict, scores, checked = _checked(job, entry, path, p, label)
     n = int(entry.meta["frames"])
+    if soft_note:  # the identity guard's reduction, on the take's record and in the report
+        verdict = verdict.model_copy(update={"reason": f"{verdict.reason} ({soft_note})"})
     # the creator's decision on this take, if any, overrules the checker (the cache keeps the checker's verdict)
     human, stale = decisions.for_take(job.plan, k + 1, entry.key)
     if stale:
@@ -265,7 +266,7 @@ def _pinned_take(plan: ShotPlan, backend: Any, settings: Settings) -> tuple[int 
     use = next((d for d in plan.take_decisions if d["action"] == "use" and d["take"] == pin and d.get("cache_key")), None)
     if use is None:
         return pin, None
-    p = mood_take_plan(plan, pin - 1, take_mood(plan, pin - 1))
+    p = take_inputs(plan, pin - 1, backend)[0]
     if take_key(p, backend, take_crf=settings.take_crf) == use["cache_key"]:
         return pin, None
     return None, (f"the creator's `use` of take {pin} ({use.get('at') or 'earlier'}) was made on other frames "
@@ -301,6 +302,27 @@ def _produce_until_accepted(job: TakeJob, result: ShotResult, wanted: int, limit
         return
     last = result.takes[-1].verdict
     result.verdict = last.model_copy(update={"decision": "reject", "reason": f"{last.reason} (after {len(result.takes)} take(s))"})
+
+
+def _softened(backend: Any, p: ShotPlan, retry: int) -> tuple[ShotPlan, str]:
+    """``p`` with the back-end's smaller motion for its ``retry``-th retry (0: not a retry), and its note."""
+    if retry <= 0 or not hasattr(backend, "soften"):
+        return p, ""
+    options, note = backend.soften(dict(p.backend_options), retry)
+    return p.model_copy(update={"backend_options": options}), note
+
+
+def take_inputs(plan: ShotPlan, k: int, backend: Any) -> tuple[ShotPlan, str, str]:
+    """Take ``k`` (0 = first) as it is generated and keyed: (plan, mood, note).
+
+    Its derived seed and its mood's back-end options; and, for a take past the ``plan.takes`` asked
+    for (which only a rejection brings about), the back-end's smaller motion (the identity guard:
+    ``backend.soften``), with a note saying what was reduced. A function of ``k`` alone, so a
+    pinned take and ``render --dry-run`` find the same cache key.
+    """
+    mood = take_mood(plan, k)
+    p, note = _softened(backend, mood_take_plan(plan, k, mood), k + 1 - max(1, plan.takes))
+    return p, mood, note
 
 
 def produce_shot(plan: ShotPlan, backend: Any, refs: list[Reference], ctx: ShotContext,

@@ -119,6 +119,10 @@ def test_registry_rows(demo_ws):
     takes = {t["shot_id"]: t for t in reg.db.query("select * from takes where decision != 'retry'")}
     assert set(takes) == {"day-1-morning", "day-1-evening", "day-2-morning", "day-2-evening"}
     assert takes["day-2-evening"]["decision"] == "reject"
+    # identity guard: each retry after a rejected take moves less, and its record says so
+    reasons = [r["reason"] for r in reg.db.query("select reason from takes where shot_id = 'day-2-evening' order by take")]
+    assert len(reasons) == 3 and "amplitude reduced" not in reasons[0]
+    assert "motion amplitude reduced to 0.60" in reasons[1] and "motion amplitude reduced to 0.36" in reasons[2]
     assert all(takes[s]["decision"] == "accept" for s in ("day-1-morning", "day-1-evening", "day-2-morning"))
     # a character's own animated take is accepted on its first take (issue 15: no false retries)
     assert all(takes[s]["take"] == 1 for s in ("day-1-morning", "day-1-evening", "day-2-morning"))
@@ -206,3 +210,15 @@ def test_a_missing_media_tool_fails_before_any_work(tmp_path, monkeypatch):
         media.require_tools()
     with pytest.raises(media.MediaError, match="PyAV is not installed"):
         media.probe(__file__)
+
+
+def test_a_png_strip_per_shot_shows_the_motion(demo_ws):
+    import numpy as np
+    from PIL import Image
+
+    strips = sorted((demo_ws.renders / "subway-diary" / "strips").glob("*.png"))
+    assert [p.stem for p in strips] == ["day-1-evening", "day-1-morning", "day-2-evening", "day-2-morning"]
+    img = np.asarray(Image.open(strips[1]).convert("L"), dtype=np.float32)
+    assert img.shape == (120, 6 * 213)  # six frames at 120 px high (320x180 frames)
+    first, last = img[:, :213], img[:, -213:]
+    assert np.abs(first - last).mean() > 1.0  # the frames differ: the shot moves

@@ -52,7 +52,7 @@ def test_clip_shape_and_lazy_frames(still_path):
     assert len(fs) == N
     assert all(f.shape == (H, W, 3) and f.dtype == np.uint8 for f in fs)
     assert done[-1] == (N, N) and len(done) == N
-    assert clip.meta["backend"] == "motion" and clip.meta["version"] == "1" and clip.meta["seed"] == 3
+    assert clip.meta["backend"] == "motion" and clip.meta["version"] == "2" and clip.meta["seed"] == 3
     assert clip.meta["options"]["push"] == [0.04, 0.10]
 
 
@@ -129,3 +129,36 @@ def test_cover_fit_crops_to_the_aspect():
     out = cover_fit(img, 64, 64)
     assert out.shape == (64, 64, 3)
     assert out[:, 2:-2].min() > 200  # only the centre square is kept
+
+
+def test_a_layered_still_is_used_as_given_and_moves_with_parallax(tmp_path):
+    """A still with a ``<stem>.matte.png`` subject layer: an orbit moves subject and background apart."""
+    from storyengine.backends.motion.layers import matte_path
+    from storyengine.cache import backend_identity
+
+    rng = np.random.default_rng(3)
+    bg = cv2.GaussianBlur(rng.random((216, 384)).astype(np.float32), (0, 0), 2.0)
+    img = np.repeat(((bg - bg.min()) / (bg.max() - bg.min()) * 120 + 60)[..., None], 3, axis=2)
+    matte = np.zeros((216, 384), np.uint8)
+    cv2.circle(matte, (192, 120), 50, 255, -1)
+    img[matte > 0] = (230, 60, 40)  # a red subject on grey texture
+    still = tmp_path / "layered.png"
+    Image.fromarray(img.astype(np.uint8)).save(still)
+    Image.fromarray(matte).save(matte_path(still))
+    p = plan(str(still), n=24, grain=0.0, light=0.0, parallax=0.08, detect_faces=False).model_copy(update={"prompt": "orbit left"})
+    clip = MotionBackend().generate(p)
+    fs = list(clip.frames)
+    assert clip.meta["motion"]["layers"] == "given"
+
+    def red_x(f):
+        ys, xs = np.nonzero((f[..., 0] > 180) & (f[..., 1] < 120))
+        return xs.mean()
+    (bg_shift, _), _ = cv2.phaseCorrelate(cv2.cvtColor(fs[0], cv2.COLOR_RGB2GRAY)[:, :40].astype(np.float32),
+                                          cv2.cvtColor(fs[-1], cv2.COLOR_RGB2GRAY)[:, :40].astype(np.float32))
+    subject_shift = red_x(fs[-1]) - red_x(fs[0])
+    assert abs(subject_shift - bg_shift) > 3.0, (subject_shift, bg_shift)  # parallax, in output pixels
+    # the matte is part of the take's cache key
+    b = MotionBackend()
+    before = backend_identity(b, p)
+    Image.fromarray(255 - matte).save(matte_path(still))
+    assert backend_identity(b, p)["matte"] != before["matte"]

@@ -21,7 +21,7 @@ from storyengine.backends.motion import MotionBackend
 from storyengine.specs import CharacterRef, ShotPlan
 
 # sha256 of the raw RGB bytes of every frame of `_plan()` at seed 11 (see the module docstring to re-pin)
-MOTION_FRAMES_SHA256 = "a0fee4eefb456e187ccaecf3da0252f7a219533d420f124710bbdc5856764815"
+MOTION_FRAMES_SHA256 = "db83851e19c58854d200c7a6124e1468ef6a4b6ced5f2ec8e7ce2bf1e082a34f"
 
 
 def _still(path: Path) -> str:
@@ -37,7 +37,7 @@ def _still(path: Path) -> str:
 
 def _plan(still: str, seed: int = 11) -> ShotPlan:
     return ShotPlan(series="s", episode_id="e1", shot_id="pinned", index=0, still=still,
-                    characters=[CharacterRef(handle="c0", name="C0", kind="person")], prompt="", seed=seed, fps=12,
+                    characters=[CharacterRef(handle="c0", name="C0", kind="person")], prompt="slowly push in. light passes", seed=seed, fps=12,
                     width=96, height=64, num_frames=12, duration=1.0, min_frames=1, backend="motion", backend_options={})
 
 

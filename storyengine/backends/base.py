@@ -45,6 +45,7 @@ class VideoBackend:
     supports_lora: ClassVar[bool] = False
     supports_reference_images: ClassVar[bool] = False
     max_characters: ClassVar[int | None] = None
+    reads_prompt: ClassVar[bool] = False  # True: the prompt is parsed into motions (see describe_motion)
     digital_source_type: ClassVar[str] = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
     class Options(BaseModel):
@@ -80,8 +81,40 @@ class VideoBackend:
         """The labels :meth:`generate` will put in ``clip.meta["conditioning"]`` for these characters."""
         return ["still"]
 
+    @classmethod
+    def describe_motion(cls, plan: ShotPlan) -> dict[str, Any]:
+        """What this back-end reads in ``plan.prompt``, for ``storyengine plan`` (class-level: loads nothing).
+
+        A back-end that parses the prompt (``reads_prompt``) returns ``read_as``, ``ignored`` words,
+        ``resolved`` contradictions and ``skipped`` motions; the default says the prompt is not parsed.
+        """
+        return {"reads_prompt": False,
+                "read_as": "prompt not parsed into motions by this back-end (a text-conditioned model takes it as conditioning)",
+                "ignored": [], "negated": [], "resolved": [], "skipped": []}
+
+    def soften(self, options: dict[str, Any], attempt: int) -> tuple[dict[str, Any], str]:
+        """Per-shot options for the take after ``attempt`` rejected takes, and a note saying what changed.
+
+        The default changes nothing (the retry only draws a new seed); a back-end whose motion can make
+        a face unrecognisable returns smaller motion here (the note reaches the take's record).
+        """
+        return dict(options), ""
+
     def generate(self, plan: ShotPlan, progress: Progress | None = None) -> Clip:
         raise NotImplementedError
+
+
+def motion_warnings(described: dict[str, Any]) -> list[str]:
+    """Lines for the user from :meth:`VideoBackend.describe_motion`: ignored words, contradictions, skips."""
+    out = []
+    if described.get("ignored"):
+        out.append("ignored: " + ", ".join(f'"{w}"' for w in described["ignored"]))
+    out += [f"not done (negated): {w!r}" for w in described.get("negated", [])]
+    out += [f"resolved: {r}" for r in described.get("resolved", [])]
+    out += list(described.get("notes", []))
+    if described.get("skipped") and not described.get("notes"):
+        out.append("skipped: " + ", ".join(described["skipped"]))
+    return out
 
 
 def prompt_with_triggers(prompt: str, characters: list[CharacterRef]) -> str:

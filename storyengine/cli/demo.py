@@ -38,6 +38,9 @@ def demo_cmd(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w",
             spec_path = build_demo(ws, days=days, width=width, height=height, seconds=seconds)
             rep.done("demo")
             out = render_series(ws, spec_path, settings=Settings.load(ws.root), reporter=rep)
+        from ..demo import write_motion_strips
+
+        write_motion_strips(out.report_path.parent)  # strips/<shot>.png: the motion at a glance
         report = json.loads(out.report_path.read_text())
     except StoryEngineError as e:
         fail(e)

@@ -19,16 +19,24 @@ EpisodeOpt = typer.Option(None, "--episode", "-e", metavar="ID", help="Only this
 
 
 # ------------------------------------------------------------------ plan
-def plan_view(title: str, plans: list) -> View:
+def plan_view(title: str, plans: list, motions: list[dict]) -> View:
     """The plan table; a narrow terminal drops fps, then size and back-end."""
     v = View(f"plan: {title}", [Col("episode"), Col("shot"), Col("still", "path"), Col("characters"), Col("seed", "num"),
                                Col("frames", "num"), Col("fps", "num", drop=1), Col("size", "num", drop=2),
-                               Col("backend", drop=2), Col("conditioning", "text")])
-    for p in plans:
+                               Col("backend", drop=2), Col("conditioning", "text"), Col("motion", "text")])
+    for p, m in zip(plans, motions):
         still = f"last frame of {p.continues_from}" if p.continues_from else Path(p.still).name
         v.add(p.episode_id, p.shot_id, still, ", ".join(c.handle for c in p.characters), p.seed, p.num_frames, p.fps,
-              f"{p.width}x{p.height}", p.backend, ", ".join(p.conditioning))
+              f"{p.width}x{p.height}", p.backend, ", ".join(p.conditioning), m["read_as"])
     return v
+
+
+def read_motions(plans: list) -> list[dict]:
+    """What each shot's prompt was read as, by its back-end (a plugin not built on VideoBackend gets the base's answer)."""
+    from ..backends.base import VideoBackend
+    from ..plugins import backend_class
+
+    return [getattr(backend_class(p.backend), "describe_motion", VideoBackend.describe_motion)(p) for p in plans]
 
 
 @command(app, "plan")
@@ -50,15 +58,20 @@ def plan_cmd(spec: Path = SpecArg,
         plans = plan_series(s, spec, Registry.open(ws), ws, episodes=episode)
     except StoryEngineError as e:
         fail(e)
-    # 2. What the planner noticed (resized stills, …)
-    for p in plans:
+    # 2. What the planner noticed (resized stills, …) and how each prompt was read (ignored words, contradictions)
+    from ..backends.base import motion_warnings
+
+    motions = read_motions(plans)
+    for p, m in zip(plans, motions):
         for n in p.notes:
             warn(n)
+        for n in motion_warnings(m):
+            warn(f"{p.shot_id}: {n}")
     # 3. The plans
     if as_json:
-        emit_json([p.model_dump(mode="json") for p in plans])
+        emit_json([{**p.model_dump(mode="json"), "motion": m} for p, m in zip(plans, motions)])
         return
-    show(plan_view(s.series, plans))
+    show(plan_view(s.series, plans, motions))
 
 
 # ------------------------------------------------------------------ render

@@ -23,9 +23,11 @@ SERIES = "subway-diary"
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 FRAMINGS = ["medium", "close", "wide", "close", "medium", "wide", "close"]
 IMPOSTOR_SHOT = "day-2-evening"
+# Read by the motion back-end (docs/motion.md): every word here is in its vocabulary, so `plan` ignores none.
 PROMPTS = {
-    "morning": "morning commute: a weight shift, a breath, the smallest turn of the head",
-    "evening": "the ride home: tired eyes, a slow breath, the carriage sways",
+    "morning": "slow push in. she blinks twice and glances left, then slowly turns her head to the right; a breath, "
+               "she shifts her weight",
+    "evening": "handheld. she blinks, looks down, then a deep breath, a small smile; the light passes",
 }
 
 
@@ -85,8 +87,11 @@ def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, 
             framing = FRAMINGS[(d - 1 + (tod == "evening") * 3) % len(FRAMINGS)]
             out = stills / f"{shot_id}.png"
             with atomic_path(out) as tmp:
-                compose_still(tmp, people=people, pet=src["pet"] if with_cat else None, time_of_day=tod,
-                              framing=framing, seed=100 * d + (tod == "evening"), size=(width, height))
+                made = compose_still(tmp, people=people, pet=src["pet"] if with_cat else None, time_of_day=tod,
+                                     framing=framing, seed=100 * d + (tod == "evening"), size=(width, height),
+                                     return_matte=True)
+            # the still's subject layer, used as given by the motion back-end for parallax (docs/motion.md)
+            _save_png(stills / f"{shot_id}.matte.png", made["matte"])
             shot = {"id": shot_id, "still": f"stills/{shot_id}.png",
                     # the planted shot is *planned* as Mara but shows someone else: the checker must catch it
                     "characters": ["mara", "chelsea"] if with_cat else ["mara"],
@@ -103,6 +108,27 @@ def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, 
     with atomic_path(path) as tmp:
         tmp.write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
     return path
+
+
+def write_motion_strips(series_dir: Path, frames: int = 6, height: int = 120) -> list[Path]:
+    """One PNG strip per shot (``strips/<shot>.png``): ``frames`` evenly spaced frames of its first take, so a
+    person can see the motion without playing the video."""
+    from . import media
+
+    out = []
+    for shot_dir in sorted(p for p in (series_dir / "takes").glob("*") if p.is_dir()):
+        takes = sorted(shot_dir.glob("take-1-*.mp4"))
+        if not takes:
+            continue
+        n = media.count_frames(takes[0])
+        want = {round(i * (n - 1) / max(1, frames - 1)) for i in range(frames)}
+        picked = [f for i, f in enumerate(media.iter_frames(takes[0])) if i in want]
+        if not picked:
+            continue
+        w = round(picked[0].shape[1] * height / picked[0].shape[0])
+        strip = np.concatenate([np.asarray(Image.fromarray(f).resize((w, height), Image.LANCZOS)) for f in picked], axis=1)
+        out.append(_save_png(series_dir / "strips" / f"{shot_dir.name}.png", strip))
+    return out
 
 
 def build_demo(ws: Workspace, *, days: int = 7, width: int = 640, height: int = 360, seconds: float = 4.0) -> Path:

@@ -469,6 +469,7 @@ def compose_still(
     seed: int = 0,
     size: tuple[int, int] = (640, 360),
     return_image: bool = False,
+    return_matte: bool = False,
 ) -> dict:
     """Draw a subway carriage and composite ``people`` (and ``pet``) into it; write a PNG to ``out_path``.
 
@@ -485,7 +486,9 @@ def compose_still(
     Returns:
         ``{"path", "size", "time_of_day", "framing", "seed", "subjects": [{"name", "kind", "box", "face"}],
         "credits"}`` with boxes in still pixels (x0, y0, x1, y1); plus ``"image"`` (RGB uint8) when
-        ``return_image``. Raises ValueError naming the bad argument.
+        ``return_image``; plus ``"matte"`` (uint8, 255 = a subject) when ``return_matte``: the layer the motion
+        back-end uses as given (saved next to the still as ``<stem>.matte.png``). Raises ValueError naming
+        the bad argument.
     """
     W, H = size
     if W % 2 or H % 2 or W < 64 or H < 64:
@@ -507,6 +510,7 @@ def compose_still(
     scene = cv2.GaussianBlur(scene, (0, 0), H * fr["blur"])
 
     subjects: list[dict] = []
+    matte = np.zeros((H, W), np.float32)  # every subject's alpha: the still's subject layer
     light_side = side  # the windows' light falls from the receding side's opposite, roughly
     # 2. The pet: a foreground close-up at the edge away from the person, its photo's top, bottom and cut
     #    side laid against the still's own edges (the cat photo is cropped on three sides); drawn last.
@@ -548,6 +552,7 @@ def compose_still(
         y0 = max(y0, H - alpha.shape[0])
         L, A = _paste(scene.shape, rgb, alpha, x0, y0)
         scene = _composite(scene, L, A, time_of_day, light_side)
+        matte = np.maximum(matte, A)
         face_box = [x0 + int(round(cxf - (fx1 - fx0) * scale / 2)), y0 + int(round(fy0 * scale)),
                     x0 + int(round(cxf + (fx1 - fx0) * scale / 2)), y0 + int(round(fy1 * scale))]
         subjects.append({"name": p.name, "kind": p.kind, "box": _box_of(A), "face": face_box})
@@ -556,6 +561,7 @@ def compose_still(
         rgb, alpha, x0, y0 = pet_layer
         L, A = _paste(scene.shape, rgb, alpha, x0, y0)
         scene = _composite(scene, L, A, time_of_day, light_side)
+        matte = np.maximum(matte, A)
         subjects.append({"name": pet.name, "kind": pet.kind, "box": _box_of(A), "face": None})
 
     # 4. One grade for everything: white balance of the hour, a little bloom, vignette, fine grain.
@@ -583,6 +589,8 @@ def compose_still(
         Image.fromarray(out).save(out_path, optimize=True)
     if return_image:
         meta["image"] = out
+    if return_matte:
+        meta["matte"] = (np.clip(matte, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return meta
 
 
