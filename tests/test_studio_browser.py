@@ -118,6 +118,7 @@ def test_a_creator_session_in_chromium(server, tmp_path, astronaut):
         assert "shot b added to e1" in page.inner_text("#notice")
         text = (ws.episodes / "diary.yaml").read_text()
         assert text.startswith("# the creator's first series\n") and "prompt: she looks up as the doors open" in text
+        assert "look up" in page.inner_text("p.motion[data-shot=b]")  # what the motion back-end reads in the prompt
         page.screenshot(path=str(shots / "3-series.png"), full_page=True)
 
         # 4. render shot b (with its episode): the progress reaches done

@@ -394,7 +394,7 @@ def _series_view(studio: Studio, name: str) -> dict[str, Any]:
     from ..planner import load_series, plan_series
 
     path = studio.spec_path(name)
-    view: dict[str, Any] = {"name": name, "path": str(path), "spec": None, "error": None, "plans": {}, "notes": [],
+    view: dict[str, Any] = {"name": name, "path": str(path), "spec": None, "error": None, "plans": {}, "notes": [], "motion": {},
                             "text": path.read_text(encoding="utf-8")}
     try:
         spec = load_series(path)
@@ -406,6 +406,7 @@ def _series_view(studio: Studio, name: str) -> dict[str, Any]:
     try:
         plans = plan_series(spec, path, reg, studio.ws)
         view["plans"] = {p.shot_id: p for p in plans}
+        view["motion"] = _motions(plans)
         view["notes"] = [n for p in plans for n in p.notes]
         rows = {r["shot_id"]: r for r in reg.db.query(
             "select shot_id, decision, max(id) as id from takes where series = ? group by shot_id", [spec.series])}
@@ -423,6 +424,22 @@ def _series_view(studio: Studio, name: str) -> dict[str, Any]:
     view["still"] = {s.id: studio.href(path.parent / s.still) if s.still != "previous" else None
                      for e in spec.episodes for s in e.shots}
     return view
+
+
+def _motions(plans: list) -> dict[str, dict[str, Any]]:
+    """What each shot's prompt is read as by its back-end (``storyengine plan``'s motion column), with its warnings."""
+    from ..backends.base import VideoBackend, motion_warnings
+    from ..plugins import backend_class
+
+    out = {}
+    for p in plans:
+        try:
+            d = getattr(backend_class(p.backend), "describe_motion", VideoBackend.describe_motion)(p)
+        except StoryEngineError:
+            continue
+        out[p.shot_id] = {"read_as": d.get("read_as", ""), "reads_prompt": bool(d.get("reads_prompt")),
+                          "warnings": motion_warnings(d)}
+    return out
 
 
 async def series_page(request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200,
