@@ -39,7 +39,9 @@ episodes:
         # then list their handles here; the drift checker rejects takes where they stop looking like themselves.
         characters: []
         duration: 4.0         # seconds
-        prompt: "a slow breath, the smallest turn of the head"
+        # How the camera, the light and the face move (docs/motion.md lists the words; `plan` shows how it
+        # read them). On your own still with a face, try: "static camera. she blinks, then slowly turns her head".
+        prompt: "slow push in; the light passes"
       # - id: second-look
       #   still: previous     # start from the last accepted frame of the shot before
       #   characters: []
