@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from . import backends, characters, demo, init, lora, report, series, takes, verify
+from . import backends, characters, demo, init, lora, report, series, studio, takes, verify
 from .common import Group, err, reset
 
 app = typer.Typer(name="storyengine", cls=Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -47,7 +47,7 @@ def root(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", env
 
 app.add_typer(characters.app, name="character")
 app.add_typer(takes.app, name="takes")
-for module in (init, series, report, verify, demo, backends):
+for module in (init, series, report, verify, demo, backends, studio):
     app.add_typer(module.app)
 characters.app.add_typer(lora.app)
 
