@@ -408,36 +408,34 @@ def _first_line(help: str | None) -> str:
     return " ".join((help or "").strip().split("\n\n")[0].split())
 
 
-class Command(TyperCommand):
+class _HelpLayout:
+    """What commands and groups share in their help: whole one-line summaries, no metavar on --help."""
+
+    help: str | None
+    short_help: str | None
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return self.short_help or _first_line(self.help)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)  # type: ignore[misc]
+        if opt is not None:
+            opt.metavar = ""
+        return opt
+
+
+class Command(_HelpLayout, TyperCommand):
     """A command whose help reads like a man page: UPPERCASE values, listed choices, an example."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _tidy_params(self.params)
 
-    def get_short_help_str(self, limit: int = 45) -> str:
-        return self.short_help or _first_line(self.help)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            opt.metavar = ""
-        return opt
-
-
-class Group(TyperGroup):
+class Group(_HelpLayout, TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _tidy_params(self.params)
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        return self.short_help or _first_line(self.help)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            opt.metavar = ""
-        return opt
 
 
 def typer_app(help: str, **kw: Any) -> typer.Typer:

@@ -185,14 +185,18 @@ def _characters(studio: Studio, reg: Registry) -> list[dict[str, Any]]:
     return out
 
 
-async def home(request: Request) -> Response:
-    studio: Studio = request.app.state.studio
+def _all_characters(studio: Studio) -> list[dict[str, Any]]:
     reg = studio.registry()
     try:
-        chars = _characters(studio, reg)
+        return _characters(studio, reg)
     finally:
         reg.close()
-    return studio.page("home.html.j2", characters=chars, specs=await run_in_threadpool(_spec_rows, studio))
+
+
+async def home(request: Request) -> Response:
+    studio: Studio = request.app.state.studio
+    return studio.page("home.html.j2", characters=_all_characters(studio),
+                       specs=await run_in_threadpool(_spec_rows, studio))
 
 
 def _spec_rows(studio: Studio) -> list[dict[str, Any]]:
@@ -213,12 +217,8 @@ def _spec_rows(studio: Studio) -> list[dict[str, Any]]:
 async def characters_page(request: Request, *, error: str | None = None, verdicts: list | None = None,
                           status: int = 200, notice: str | None = None, values: dict | None = None) -> Response:
     studio: Studio = request.app.state.studio
-    reg = studio.registry()
-    try:
-        chars = _characters(studio, reg)
-    finally:
-        reg.close()
-    return studio.page("characters.html.j2", status=status, characters=chars, error=error, verdicts=verdicts or [],
+    return studio.page("characters.html.j2", status=status, characters=_all_characters(studio), error=error,
+                       verdicts=verdicts or [],
                        notice=notice, max_photos=MAX_PHOTOS, values=values or {})
 
 
