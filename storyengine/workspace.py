@@ -35,6 +35,25 @@ def inside(root: Path, path: Path) -> Path:
     return p
 
 
+def contained(root: Path, path: Path) -> Path:
+    """``path`` with its folder resolved (links followed), refused unless that folder lies inside ``root``.
+
+    The one check for every file the program writes, renames or deletes: the last component is kept
+    as given, so unlinking or replacing a link touches the link itself, never what it points to,
+    while a linked folder (``characters/mara/photos -> /elsewhere``) is refused.
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        path = Path(root) / path
+    parent = path.parent
+    root_r = Path(root).resolve()
+    parent_r = parent.resolve()
+    if parent_r != root_r and root_r not in parent_r.parents:
+        raise UnsafePathError(f"path {str(path)!r} escapes the workspace {str(root_r)!r} "
+                              f"({str(parent)!r} leads to {str(parent_r)!r}); nothing was written or deleted there")
+    return parent_r / path.name
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -61,6 +80,10 @@ class Workspace:
 
     def character_dir(self, handle: str) -> Path:
         return inside(self.root, self.characters / check_handle(handle))
+
+    def contain(self, path: str | os.PathLike[str]) -> Path:
+        """:func:`contained` for this workspace: relative paths are taken from its root."""
+        return contained(self.root, Path(path))
 
     def series_dir(self, series: str) -> Path:
         return inside(self.root, self.renders / check_handle(series))

@@ -512,3 +512,48 @@ def test_41_brackets_in_a_refused_line_of_a_partly_accepted_add(w, tmp_path):
     assert [r["source"] for r in after["tables"]["photos"] if r["handle"] == "tom"] == ["tom.png"]
     assert {k: v for k, v in after["tables"].items() if k not in ("characters", "photos", "embeddings", "identity")} \
         == {k: v for k, v in before["tables"].items() if k not in ("characters", "photos", "embeddings", "identity")}
+
+
+# ================================================================ issue 14: nothing outside the workspace is touched
+def _outside_tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _link_photos_outside(w: Workspace, tmp_path: Path, level: str) -> Path:
+    """Move mara's photos/ (or her whole folder) outside the workspace and leave a link in its place."""
+    outside = tmp_path / "outside"
+    inner = w.characters / "mara" / ("photos" if level == "photos" else "")
+    shutil.move(str(inner), str(outside))
+    inner.symlink_to(outside, target_is_directory=True)
+    return outside
+
+
+@pytest.mark.parametrize("level", ["photos", "folder"])
+def test_46_remove_photo_through_a_link_outside(w, tmp_path, level):
+    outside = _link_photos_outside(w, tmp_path, level)
+    before_out = _outside_tree(outside)
+    pid = snapshot(w)["tables"]["photos"][0]["id"]
+    err = refused(w, "character", "remove", "mara", "--photo", pid, "--yes")
+    link = w.characters / "mara" / ("photos" if level == "photos" else "")
+    link = link if level == "photos" else w.characters / "mara"
+    assert err.startswith(f"error: path '{link}") and "escapes the workspace" in err and err.count("\n") == 1, err
+    assert _outside_tree(outside) == before_out
+
+
+@pytest.mark.parametrize("level", ["photos", "folder"])
+def test_47_add_photos_through_a_link_outside(w, tmp_path, astronaut, level):
+    outside = _link_photos_outside(w, tmp_path, level)
+    before_out = _outside_tree(outside)
+    new = save(tmp_path / "new.png", np.ascontiguousarray(astronaut[20:280, 60:360]))
+    err = refused(w, "character", "add-photos", "mara", new, "--force")
+    assert "escapes the workspace" in err and err.startswith("error: path '") and err.count("\n") == 1, err
+    assert _outside_tree(outside) == before_out
+
+
+def test_48_remove_character_whose_folder_links_outside(w, tmp_path):
+    outside = _link_photos_outside(w, tmp_path, "folder")
+    before_out = _outside_tree(outside)
+    err = refused(w, "character", "remove", "mara", "--yes")
+    assert err == f"error: path '{w.characters / 'mara'}' escapes the workspace '{w.root}'\n"
+    assert _outside_tree(outside) == before_out

@@ -424,6 +424,38 @@ class Command(TyperCommand):
             opt.metavar = ""
         return opt
 
+    def invoke(self, ctx: Any) -> Any:
+        """The last net under every command: a named error, a sqlite error or an OS error (disk full,
+        read-only folder, a file where a folder belongs) is one ``error:`` line, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except StoryEngineError as e:
+            fail(e)
+        except Exception as e:  # noqa: BLE001 - only the kinds below are translated; the rest propagate
+            msg = plain_error(e)
+            if msg is None:
+                raise
+            fail(msg)
+
+
+def plain_error(e: BaseException) -> str | None:
+    """One line for a sqlite or OS error (None for any other exception)."""
+    import errno as _errno
+    import sqlite3
+
+    if isinstance(e, sqlite3.Error):
+        from ..registry import registry_error
+
+        return str(registry_error(e, "(characters/registry.db)"))
+    if isinstance(e, OSError):
+        where = e.filename or "a file"
+        if e.errno in (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG):
+            return f"cannot write {where}: file too large / disk full ({e.strerror}); nothing was kept"
+        if e.errno in (_errno.EROFS, _errno.EACCES, _errno.EPERM):
+            return f"cannot write {where}: {e.strerror} (the workspace is read-only here?)"
+        return f"{where}: {e.strerror or e}"
+    return None
+
 
 class Group(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
