@@ -104,7 +104,7 @@ def is_workspace(root: str | os.PathLike[str]) -> bool:
     return any((r / name).is_dir() for name in ("characters", "episodes", "renders"))
 
 
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+DISK_FULL = _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def open_temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> tuple[int, Path]:
@@ -150,7 +150,7 @@ def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp_path, final)
     except OSError as e:
         if e.errno in _DISK_FULL:
-            raise OutputError(f"cannot write {final}: {e.strerror} (disk full or over quota); nothing was kept") from None
+            raise OutputError(f"cannot write {final}: {e.strerror} (file too large / disk full); nothing was kept") from None
         raise OutputError(f"cannot write {final}: {e.strerror or e}") from None
     finally:
         if tmp_path.exists():
