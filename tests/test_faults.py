@@ -68,3 +68,52 @@ def test_episode_appears_only_once_signed(ws, monkeypatch, tmp_path):
         render(ws, "Three")
     assert not ep.exists()  # an unsigned episode never appears under its name
     assert not [p.name for p in (ws.renders / "s").iterdir() if p.name.startswith(".")]
+
+
+TWO = ("series: s\nwidth: 64\nheight: 36\nfps: 8\nepisodes:\n"
+       "  - id: day-1\n    title_duration: 0\n    shots:\n"
+       "      - id: a\n        still: still.png\n        duration: 0.5\n"
+       "{b}")
+B = "      - id: b\n        still: still.png\n        duration: 0.5\n"
+
+
+def run_spec(ws: Workspace, name: str, text: str, settings: Settings | None = None):
+    (ws.episodes / name).write_text(text)
+    reg = Registry.open(ws)
+    try:
+        return RenderRun(LoadedSpec.load(ws.episodes / name, ws), settings or Settings(max_takes=1, sign=False), reg,
+                         Quiet()).run()
+    finally:
+        reg.close()
+
+
+def test_report_lists_only_the_shots_of_the_episode_on_disk(ws):
+    from storyengine.media import count_frames
+    from storyengine.report import build_report
+
+    run_spec(ws, "s.yaml", TWO.format(b=B))
+    run_spec(ws, "s.yaml", TWO.format(b=""))  # shot b removed, the episode re-rendered
+    reg = Registry.open(ws)
+    try:
+        rep = build_report(reg, "s")
+    finally:
+        reg.close()
+    [ep] = rep["episodes"]
+    assert [s["shot"] for s in ep["shots"]] == ["a"] and ep["shots_used"] == ["a"]
+    assert ep["frames"] == 4 == count_frames(ws.renders / "s" / "day-1.mp4")  # the report and the file agree
+
+
+def test_second_spec_with_the_same_series_is_refused(ws):
+    run_spec(ws, "s.yaml", TWO.format(b=""))
+    before = (ws.renders / "s" / "day-1.mp4").read_bytes()
+    with pytest.raises(StoryEngineError) as e:
+        run_spec(ws, "other.yaml", TWO.format(b=B))
+    assert str(e.value) == (f"{ws.episodes / 'other.yaml'}: series 's' is already rendered here from "
+                            f"{ws.episodes / 's.yaml'}; two specs would overwrite each other's episodes in renders/s/. "
+                            f"Give this spec another `series:` name, or move the other spec away")
+    assert (ws.renders / "s" / "day-1.mp4").read_bytes() == before
+    reg = Registry.open(ws)
+    try:
+        assert reg.db["runs"].count == 1  # refused before a run row
+    finally:
+        reg.close()
