@@ -8,6 +8,10 @@ the second process shows.
 from __future__ import annotations
 
 import fcntl
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 import json
 import os
 import sys
@@ -71,3 +75,23 @@ class WorkspaceLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """The one place signals are handled: inside the block SIGTERM (and SIGHUP) raise KeyboardInterrupt,
+    as Ctrl-C does, so ``kill`` stops a render the same clean way (temp files removed, run marked
+    ``interrupted``). Outside the main thread (the studio's worker) nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -25,9 +25,9 @@ from .characters import require_consent
 from .consistency import references_for
 from .continuity import chains
 from .episode import LoadedSpec, assemble
-from .errors import OutputError, SpecError
+from .errors import Interrupted, OutputError, SpecError
 from .executors import Executor, LocalExecutor
-from .lock import WorkspaceLock
+from .lock import WorkspaceLock, terminate_as_interrupt
 from .planner import load_series, plan_series, take_plan
 from .provenance import credential_for
 from .registry import Registry
@@ -35,7 +35,8 @@ from .report import build_report
 from .settings import Settings
 from .shots import RefSpec, ShotContext, ShotResult, record_shot, take_inputs, take_key_of
 from .specs import EpisodeSpec, ShotPlan
-from .workspace import Workspace, atomic_path
+from .stitch import sweep_stitch_dirs
+from .workspace import Workspace, atomic_path, sweep_temp
 
 EPISODE_KEY_VERSION = 2  # 2: episode manifests carry org.storyengine.consent (re-sign once)
 
@@ -217,7 +218,11 @@ class RenderRun:
     # ---- the locked part
     def run(self) -> RunOutcome:
         """Every shot through the executor, episodes as they complete, the report. Hold the workspace lock."""
-        TakeCache(self.out_dir / "cache").sweep()  # temp files of a render that was killed
+        # every kind of temp file a killed render leaves: cache entries, staged episodes, stitch folders
+        TakeCache(self.out_dir / "cache").sweep()
+        for folder in (self.out_dir, self.out_dir / "cache" / "episodes"):
+            sweep_temp(folder)
+        sweep_stitch_dirs()
         run_id = self.reg.start_run(self.series, str(self.loaded.path.resolve()), self.loaded.spec.backend,
                                     {k: v for k, v in self.settings.__dict__.items() if k != "extra"})
         self.outcome = RunOutcome(run_id, self.series)
@@ -225,9 +230,16 @@ class RenderRun:
         self.reporter.start("series", f"{self.series}: 0/{len(self.plans)} shots", len(self.plans))
         ctx = ShotContext(str(self.loaded.ws.root), str(self.out_dir), self.settings)
         try:
-            self.executor.run(chains(self.plans), [RefSpec.of(r) for r in self.refs], ctx, self.on_result, self.on_progress)
+            with terminate_as_interrupt():
+                self.executor.run(chains(self.plans), [RefSpec.of(r) for r in self.refs], ctx, self.on_result,
+                                  self.on_progress)
             self.reporter.done("series")
             self.reg.finish_run(run_id, "done")
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (terminate_as_interrupt): a clean stop, resumable
+            self.reg.finish_run(run_id, "interrupted")
+            self.event("finished", run_id=run_id, status="interrupted")
+            raise Interrupted(f"render of series {self.series!r} interrupted (run {run_id}); finished takes and "
+                              f"episodes are kept: run the same command again to resume") from None
         except BaseException:
             self.reg.finish_run(run_id, "failed")
             self.event("finished", run_id=run_id, status="failed")

@@ -122,6 +122,25 @@ def open_temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> tuple[
     raise FileExistsError(errno.EEXIST, f"no free temp name beside {final}")
 
 
+_TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}(\.[A-Za-z0-9]+)?")
+
+
+def sweep_temp(folder: Path) -> int:
+    """Remove temp files :func:`open_temp_beside` left in ``folder`` (``.<name>.<8 hex><suffix>``,
+    e.g. ``.day-1.mp4.1a2b3c4d.mp4`` of a killed stitch); return how many. Only call it while holding
+    the lock of whatever writes there."""
+    n = 0
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        if _TEMP_RE.fullmatch(p.name) and (p.is_file() or p.is_symlink()):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> Path:
     """:func:`open_temp_beside`, closed: an empty temp file for a writer that opens it by name (ffmpeg, PIL)."""
     fd, tmp = open_temp_beside(final, suffix, mode)

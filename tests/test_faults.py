@@ -117,3 +117,51 @@ def test_second_spec_with_the_same_series_is_refused(ws):
         assert reg.db["runs"].count == 1  # refused before a run row
     finally:
         reg.close()
+
+
+def test_sigterm_during_stitching_is_a_clean_interrupt_and_temp_files_are_swept(ws, monkeypatch, tmp_path):
+    import os
+    import signal
+    import tempfile
+
+    import storyengine.episode as episode
+    from storyengine.errors import Interrupted
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    real = episode.stitch_episode
+
+    def stitch_then_terminated(segments, out_path, opts):
+        real(segments, out_path, opts)  # the staged file exists: SIGTERM arrives just before signing
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(episode, "stitch_episode", stitch_then_terminated)
+    with pytest.raises(Interrupted, match=r"render of series 's' interrupted \(run 1\); finished takes and episodes are "
+                                          r"kept: run the same command again to resume"):
+        run_spec(ws, "s.yaml", TWO.format(b=""))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+    out = ws.renders / "s"
+    assert not (out / "day-1.mp4").exists() and not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    reg = Registry.open(ws)
+    try:
+        assert [r["status"] for r in reg.db["runs"].rows] == ["interrupted"]
+        assert reg.db["takes"].count == 1  # the finished take is kept
+    finally:
+        reg.close()
+    # what a kill -9 leaves: a staged episode, a stitch folder of a dead process; both go at the next start
+    monkeypatch.setattr(episode, "stitch_episode", real)
+    (out / ".day-1.mp4.0a1b2c3d.mp4").write_bytes(b"half an episode")
+    dead = tmp_path / "tmp" / "storyengine-stitch-999999999-abc"
+    dead.mkdir()
+    (dead / "bed.wav").write_bytes(b"RIFF")
+    mine = tmp_path / "tmp" / f"storyengine-stitch-{os.getppid()}-live"  # a live process's folder stays
+    mine.mkdir()
+    run_spec(ws, "s.yaml", TWO.format(b=""))
+    assert not (out / ".day-1.mp4.0a1b2c3d.mp4").exists() and not dead.exists() and mine.exists()
+    assert (out / "day-1.mp4").is_file()
+    reg = Registry.open(ws)
+    try:
+        assert [r["status"] for r in reg.db["runs"].rows] == ["interrupted", "done"]
+        assert [r["generated"] for r in reg.db["takes"].rows] == [1, 0]  # resumed: nothing generated twice
+    finally:
+        reg.close()
