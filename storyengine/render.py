@@ -14,6 +14,7 @@ resumes where it stopped. :func:`render_series` is the one-call wrapper.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,8 @@ from .stitch import sweep_stitch_dirs
 from .workspace import Workspace, atomic_path, sweep_temp
 
 EPISODE_KEY_VERSION = 2  # 2: episode manifests carry org.storyengine.consent (re-sign once)
+
+_log = logging.getLogger("storyengine")
 
 
 class Reporter(Protocol):
@@ -299,7 +302,15 @@ class RenderRun:
     def reusable(self, ep: EpisodeSpec, key: str) -> dict[str, Any] | None:
         """The stored record of ``ep`` when its inputs (``key``) are unchanged and its file is intact."""
         rec_path = self._record_path(ep.id)
-        rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
+        try:
+            rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
+        except (OSError, ValueError):
+            rec = None
+        if not isinstance(rec, dict) or not isinstance(rec.get("duration"), (int, float)) \
+                or not isinstance(rec.get("frames"), int):
+            if rec != {}:  # a damaged record (not absent): reported; the episode is stitched again
+                _log.warning("damaged episode record %s; the episode is stitched again", rec_path)
+            return None
         ep_path = self.out_dir / f"{ep.id}.mp4"
         ok = rec.get("key") == key and ep_path.is_file() and ep_path.stat().st_size == rec.get("size")
         return rec if ok else None

@@ -165,3 +165,29 @@ def test_sigterm_during_stitching_is_a_clean_interrupt_and_temp_files_are_swept(
         assert [r["generated"] for r in reg.db["takes"].rows] == [1, 0]  # resumed: nothing generated twice
     finally:
         reg.close()
+
+
+@pytest.mark.parametrize("damage", ["bytes", "shape"])
+def test_a_damaged_cache_entry_is_reported_dropped_and_regenerated(ws, caplog, damage):
+    from storyengine.media import count_frames
+
+    run_spec(ws, "s.yaml", TWO.format(b=""))
+    cache = ws.renders / "s" / "cache"
+    [mp4] = list((cache / "takes").glob("*.mp4"))
+    if damage == "bytes":  # same size, other bytes: "moov atom not found" before
+        with open(mp4, "r+b") as f:
+            f.seek(0)
+            f.write(b"\0" * 64)
+    else:
+        mp4.with_suffix(".json").write_text("[1, 2]")
+    rec = cache / "episodes" / "day-1.json"
+    rec.write_text(rec.read_text()[:7])  # a truncated episode record
+    with caplog.at_level("WARNING", logger="storyengine"):
+        out = run_spec(ws, "s.yaml", TWO.format(b=""))
+    assert out.generated == 1  # the damaged take was generated again
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"damaged take in the cache {mp4}: ") and m.endswith("dropped, it is generated again")
+               for m in msgs), msgs
+    assert f"damaged episode record {rec}; the episode is stitched again" in msgs
+    assert count_frames(mp4) == 4 and count_frames(ws.renders / "s" / "day-1.mp4") == 4
+    assert count_frames(ws.renders / "s" / "takes" / "a" / next((ws.renders / "s" / "takes" / "a").iterdir()).name) == 4
