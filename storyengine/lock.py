@@ -41,8 +41,14 @@ class WorkspaceLock:
         return f"pid {info.get('pid')} (`{info.get('command', '?')}`, started {info.get('started', '?')})"
 
     def acquire(self) -> "WorkspaceLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            raise WorkspaceBusy(f"{self.path} is a folder; it must be the lock file storyengine makes: remove the "
+                                f"folder (nothing of storyengine is in it) and render again") from None
+        except OSError as e:
+            raise WorkspaceBusy(f"cannot open the lock {self.path}: {e.strerror or e}") from None
         deadline = time.monotonic() + self.wait
         while True:
             try:

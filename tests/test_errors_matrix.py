@@ -557,3 +557,163 @@ def test_48_remove_character_whose_folder_links_outside(w, tmp_path):
     err = refused(w, "character", "remove", "mara", "--yes")
     assert err == f"error: path '{w.characters / 'mara'}' escapes the workspace '{w.root}'\n"
     assert _outside_tree(outside) == before_out
+
+
+# ================================================================ issue 14: clear errors instead of tracebacks
+def _db_refused(w: Workspace, *args: object) -> str:
+    """Like ``refused`` for a registry that cannot be read as a table dump: its bytes must not change."""
+    db = w.registry_path
+    before = db.read_bytes()
+    res = cli(*args, "-w", w.root)
+    assert res.exit_code == 1 and res.stdout == "", (res.exit_code, res.output, res.exception)
+    assert db.read_bytes() == before
+    return res.stderr
+
+
+def test_57_registry_that_is_not_a_database(w):
+    w.registry_path.write_bytes(b"my notes about mara\n" * 50)
+    for f in w.characters.glob("registry.db-*"):
+        f.unlink()
+    err = _db_refused(w, "character", "list")
+    assert err == (f"error: {w.registry_path} is not a storyengine registry (not a SQLite database); restore it "
+                   "from a backup or move it aside\n")
+
+
+def test_58_truncated_registry(w):
+    for f in w.characters.glob("registry.db-*"):
+        f.unlink()
+    data = w.registry_path.read_bytes()
+    w.registry_path.write_bytes(data[:8192])
+    err = _db_refused(w, "character", "show", "mara")
+    assert err.startswith("error: registry ") and "damaged" in err and err.count("\n") == 1, err
+
+
+def test_59_registry_from_a_newer_storyengine(w):
+    db = sqlite_utils.Database(w.registry_path)
+    db["_migrations"].insert({"name": "m999_future", "applied_at": "2030-01-01T00:00:00+00:00"})
+    db.close()
+    err = refused(w, "character", "list")
+    assert err == (f"error: {w.registry_path} was made by a newer storyengine (schema step m999_future is unknown "
+                   "to this version); upgrade storyengine to use this workspace\n")
+
+
+def test_60_workspace_option_names_a_file(w, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("not a folder\n")
+    for args in (("character", "list"), ("character", "add", "zoe", tmp_path / "x.png"), ("report",)):
+        res = cli(*args, "-w", f)
+        assert res.exit_code == 1 and res.stderr == f"error: {f} is a file, not a workspace folder; pass -w DIR with a folder\n"
+    assert f.read_text() == "not a folder\n"
+
+
+def test_61_lock_file_is_a_folder(w):
+    (w.renders / ".lock").mkdir()
+    p = _tiny_spec(w)
+    err = refused(w, "render", p)
+    assert err == (f"error: {w.renders / '.lock'} is a folder; it must be the lock file storyengine makes: remove the "
+                   "folder (nothing of storyengine is in it) and render again\n")
+
+
+def test_62_spec_that_is_not_utf8(w):
+    p = w.episodes / "s.yaml"
+    p.write_bytes(SPEC.replace("series: s", "series: s\n# caf\xe9").encode("latin-1"))
+    err = refused(w, "plan", p)
+    assert err == f"error: {p}: not UTF-8 text (line 2, byte b'\\xe9'); save the spec as UTF-8\n"
+
+
+def test_63_storyengine_key_that_is_not_a_table(w):
+    (w.root / "storyengine.toml").write_text("storyengine = 5\n")
+    err = refused(w, "character", "list")
+    assert err == (f"error: {w.root / 'storyengine.toml'}: `storyengine` must be a table of settings ([storyengine] "
+                   "followed by `name = value` lines), got 5\n")
+
+
+def test_64_seed_outside_0_to_2_63(w):
+    p, err = plan_refused(w, SPEC.replace("duration: 2", "duration: 2\n        seed: 9223372036854775808"))
+    assert err == ("error: invalid series spec:\n"
+                   f"  {p}:11: episodes.0.shots.0.seed: Input should be less than or equal to 9223372036854775807 "
+                   "(got 9223372036854775808)\n")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (20000, 20000)])
+def test_65_still_too_small_or_too_large(w, size):
+    if size == (1, 1):
+        save(w.episodes / "still.png", np.zeros((1, 1, 3), np.uint8))
+        why = "is too small: 1x1 (minimum 16 px on the short side)"
+        p, err = plan_refused(w, SPEC)
+        assert err == f"error: {p}: episode 'day-1', shot 'a': still still.png {why}\n"
+    else:  # refused by the still loader that runs at plan (Pillow's bomb check), before the lock
+        png_header_only(w.episodes / "still.png", *size)
+        p, err = plan_refused(w, SPEC)
+        assert err == (f"error: {w.episodes / 'still.png'}: still too large (decompression bomb): Image size "
+                       "(400000000 pixels) exceeds limit of 178956970 pixels, could be decompression bomb DOS attack.\n")
+
+
+def test_66_animated_gif_still_uses_its_first_frame(w, astronaut):
+    frames = [Image.fromarray(np.ascontiguousarray(astronaut[:180, :320])), Image.new("RGB", (320, 180), "red")]
+    frames[0].save(w.episodes / "still.gif", save_all=True, append_images=frames[1:])
+    p = spec(w, SPEC.replace("still.png", "still.gif"))
+    res = cli("plan", p, "-w", w.root)
+    assert res.exit_code == 0, res.output
+    assert "warning: episode 'day-1', shot 'a': still still.gif is animated (2 frames): its first frame is used\n" \
+        in res.stderr
+
+
+@pytest.mark.parametrize("line, why", [
+    ("check_mode = 'fast'", "'fast': it must be one of full, sampled"),
+    ("preset = 'quick'", "'quick': it must be one of ultrafast, superfast, veryfast, faster, fast, medium, slow, "
+                         "slower, veryslow, placebo"),
+    ("max_takes = 0", "0: it must be at least 1"),
+    ("check_stride = 0", "0: it must be at least 1"),
+    ("detect_stride = -2", "-2: it must be at least 1"),
+    ("crf = 23.5", "23.5: it must be a whole number"),
+    ("bound = 1.5", "1.5: it must be a cosine similarity between -1 and 1, or none"),
+    ("bound = true", "True: it must be a cosine similarity between -1 and 1, or none"),
+])
+def test_67_setting_out_of_range(w, line, why):
+    (w.root / "storyengine.toml").write_text(f"[storyengine]\n{line}\n")
+    name = line.split(" ")[0]
+    assert refused(w, "character", "list") == f"error: setting {name!r} has an invalid value {why}\n"
+
+
+def test_68_boolean_bound_in_a_shot(w):
+    p, err = plan_refused(w, SPEC.replace("duration: 2", "duration: 2\n        bound: true"))
+    assert err == ("error: invalid series spec:\n"
+                   f"  {p}:11: episodes.0.shots.0.bound: Input should be a valid number (got True)\n")
+
+
+def test_69_duplicate_yaml_key(w):
+    p, err = plan_refused(w, SPEC.replace("duration: 2", "duration: 2\n        duration: 3"))
+    assert err == f"error: {p}:11: duplicate key 'duration' (first at line 10); YAML would keep only the last one\n"
+
+
+def test_70_registered_photo_deleted_by_hand(w):
+    row = snapshot(w)["tables"]["photos"][0]
+    (w.root / row["path"]).unlink()
+    line = (f"photo {row['id']} ({row['source']}) of 'mara' is missing: {w.root / row['path']}; put it back, or remove it "
+            f"with `storyengine character remove mara --photo {row['id']} --yes`")
+    res = cli("character", "show", "mara", "-w", w.root)
+    assert res.exit_code == 0 and f"warning: {line}\n" in res.stderr, res.output
+    p, err = plan_refused(w, SPEC)
+    assert err == f"error: {p}: episode 'day-1', shot 'a': {line}\n"
+    err = refused(w, "render", p)
+    assert err == f"error: {p}: episode 'day-1', shot 'a': {line}\n"
+
+
+def test_71_disk_full_and_file_too_large_wording():
+    import errno
+
+    from storyengine.cli.common import plain_error
+
+    for code, text in ((errno.ENOSPC, "No space left on device"), (errno.EFBIG, "File too large")):
+        assert plain_error(OSError(code, text, "/ws/renders/s/day-1.mp4")) == (
+            f"cannot write /ws/renders/s/day-1.mp4: file too large / disk full ({text}); nothing was kept")
+
+
+@pytest.mark.parametrize("args", [("report",), ("character", "list"), ("takes", "list", "a")])
+def test_72_reading_commands_outside_a_workspace_create_nothing(tmp_path, args):
+    d = tmp_path / "not-a-ws"
+    d.mkdir()
+    res = cli(*args, "-w", d)
+    assert res.exit_code == 1 and res.stderr.startswith(f"error: {d} is not a storyengine workspace"), res.output
+    assert list(d.iterdir()) == []

@@ -311,6 +311,8 @@ def open_workspace(explicit: Optional[Path] = None, *, spec: Optional[Path] = No
         root = next((d.parent for d in Path(spec).expanduser().resolve().parents if d.name == "episodes"), None)
     root = Path(root if root is not None else ".")
     ws = Workspace.at(root)
+    if ws.root.exists() and not ws.root.is_dir():
+        raise StoryEngineError(f"{ws.root} is a file, not a workspace folder; pass -w DIR with a folder")
     if is_workspace(ws.root):
         return ws
     if create is True or (create == "explicit" and given):
