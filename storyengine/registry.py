@@ -242,11 +242,18 @@ class Registry:
                 raise RegistryError(f"{path} is not a storyengine registry (not a SQLite database); "
                                     f"restore it from a backup or move it aside")
         conn = None
+        read_only = path.is_file() and not (os.access(path, os.W_OK) and os.access(workspace.characters, os.W_OK))
         try:
-            conn = sqlite3.connect(str(path), timeout=30)
-            db = sqlite_utils.Database(conn)
-            if db.journal_mode != "wal":
-                db.enable_wal()
+            if read_only:  # a read-only workspace (mount, permissions): reading commands still work
+                from urllib.parse import quote
+
+                conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True, timeout=30)
+                db = sqlite_utils.Database(conn)
+            else:
+                conn = sqlite3.connect(str(path), timeout=30)
+                db = sqlite_utils.Database(conn)
+                if db.journal_mode != "wal":
+                    db.enable_wal()
             return cls(db, workspace)
         except sqlite3.Error as e:
             if conn is not None:

@@ -149,13 +149,14 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
 
 
 # ---------------------------------------------------------------- the run
-def _one_spec_per_series(reg: Registry, series: str, spec_path: Path) -> None:
-    """Refuse a spec whose ``series:`` another existing spec file already rendered here: both would
-    write ``renders/<series>/`` and mix in one report. (A spec moved or renamed is the same series.)"""
+def _one_spec_per_series(reg: Registry, ws: Workspace, series: str, spec_path: Path) -> None:
+    """Refuse a spec whose ``series:`` another existing spec file of this workspace already rendered
+    here: both would write ``renders/<series>/`` and mix in one report. (A spec moved or renamed is the
+    same series; paths recorded in a copied or moved workspace point elsewhere and are ignored.)"""
     mine = str(Path(spec_path).resolve())
     for r in reg.db.query("select distinct spec_path from runs where series = ? and spec_path is not null", [series]):
         other = r["spec_path"]
-        if other and other != mine and Path(other).is_file():
+        if other and other != mine and Path(other).is_relative_to(ws.root) and Path(other).is_file():
             raise SpecError(f"{mine}: series {series!r} is already rendered here from {other}; two specs would overwrite "
                             f"each other's episodes in renders/{series}/. Give this spec another `series:` name, or "
                             f"move the other spec away")
@@ -191,7 +192,7 @@ class RenderRun:
         if settings.require_consent:
             require_consent([c for p in self.plans for c in p.characters])
         loaded.check_files()  # LUTs and sound files exist inside the workspace
-        _one_spec_per_series(reg, spec.series, loaded.path)
+        _one_spec_per_series(reg, ws, spec.series, loaded.path)
         self.out_dir = ws.series_dir(spec.series)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise OutputError(f"cannot write into {self.out_dir}: Not a directory")

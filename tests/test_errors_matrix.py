@@ -717,3 +717,23 @@ def test_72_reading_commands_outside_a_workspace_create_nothing(tmp_path, args):
     res = cli(*args, "-w", d)
     assert res.exit_code == 1 and res.stderr.startswith(f"error: {d} is not a storyengine workspace"), res.output
     assert list(d.iterdir()) == []
+
+
+def test_73_read_only_workspace_still_reads(w, monkeypatch):
+    """A read-only workspace (tests run as root, so the check is simulated): reading commands work and
+    open the registry immutable; a writing command says the registry is read-only."""
+    import os as _os
+
+    import storyengine.registry as registry
+
+    monkeypatch.setattr(registry.os, "access", lambda p, mode: mode != _os.W_OK and _os.path.exists(p))
+    for f in w.characters.glob("registry.db-*"):
+        f.unlink()
+    before = snapshot(w)
+    res = cli("character", "list", "--json", "-w", w.root)
+    assert res.exit_code == 0, res.output
+    assert sorted(c["handle"] for c in __import__("json").loads(res.stdout)) == ["grace", "mara"]
+    assert sorted(p.name for p in w.characters.iterdir() if p.name.startswith("registry.db")) == ["registry.db"]
+    err = refused(w, "character", "consent", "mara", "Mara, 2026")
+    assert err.startswith(f"error: registry ") and "read-only here" in err, err
+    assert snapshot(w) == before
