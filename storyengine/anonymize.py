@@ -256,18 +256,24 @@ class Anonymizer:
                 fresh.append(c)
         fresh_ids = {id(c) for c in fresh}
         self.classify(frame, fresh, {c.keep for c in cur if c.keep is not None and id(c) not in fresh_ids})
+        for j, c in enumerate(cur):  # linked faces first: their tracks are taken in this frame
+            if j in linked:
+                c.track = prev[linked[j]].track
         for j, c in enumerate(cur):
-            c.track = prev[linked[j]].track if j in linked else self._identity(c)
+            if j not in linked:  # two faces in one frame are two people, however alike their vectors
+                c.track = self._identity(c, taken={f.track for f in cur if f.track >= 0})
         held = [_Face(p.box, p.track, p.keep, p.missed + 1, p.uncertain, p.vector, p.age) for i, p in enumerate(prev)
                 if i not in used_p and p.keep is None and p.missed < self.opts.hold]
         return cur + held
 
-    def _identity(self, face: _Face) -> int:
+    def _identity(self, face: _Face, taken: set[int] = frozenset()) -> int:
         """A new track's id: that of a bystander seen before in this take when the vectors say it is the same
-        person (it was lost for a while), else a new one; so ``faces`` counts people, not track breaks."""
+        person (it was lost for a while), else a new one; so ``faces`` counts people, not track breaks. Tracks
+        in ``taken`` belong to other faces of the same frame and are never reused."""
         if face.keep is None and face.vector is not None:
             bound = getattr(self.encoder, "same_bound", 1.0)
-            best = max(self._seen.items(), key=lambda kv: float(kv[1] @ face.vector), default=None)
+            best = max(((t, v) for t, v in self._seen.items() if t not in taken),
+                       key=lambda kv: float(kv[1] @ face.vector), default=None)
             if best is not None and float(best[1] @ face.vector) >= bound:
                 return best[0]
         self._tracks += 1

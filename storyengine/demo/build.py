@@ -119,7 +119,7 @@ def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, 
 def write_motion_strips(series_dir: Path, frames: int = 6, height: int = 120) -> list[Path]:
     """One PNG strip per shot (``strips/<shot>.png``): ``frames`` evenly spaced frames of its first take, so a
     person can see the motion without playing the video."""
-    from . import media
+    from .. import media
 
     out = []
     for shot_dir in sorted(p for p in (series_dir / "takes").glob("*") if p.is_dir()):
