@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
@@ -268,9 +268,8 @@ class Registry:
     def write_lock(self, wait: float = 120.0) -> Iterator[None]:
         """Serialise writers that pair files with rows (``character add`` …): an ``flock`` on
         ``characters/.registry.lock``, released by the kernel if the holder dies."""
-        if self.workspace is None:
-            with nullcontext():
-                yield
+        if self.workspace is None:  # an in-memory registry has one user
+            yield
             return
         path = self.workspace.characters / ".registry.lock"
         try:
