@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from .specs import ShotPlan
 from .workspace import atomic_path
 
 CACHE_VERSION = 1
+_log = logging.getLogger("storyengine")
 
 
 def _canonical(obj: Any) -> bytes:
@@ -136,17 +138,38 @@ class TakeCache:
             raise ValueError(f"not a cache key: {key!r}")
         return self.takes / f"{key}.mp4", self.takes / f"{key}.json"
 
-    def get(self, key: str) -> CachedTake | None:
-        """The complete entry for ``key``, or None (a half-written or damaged entry counts as absent)."""
+    def get(self, key: str, *, drop: bool = False) -> CachedTake | None:
+        """The complete entry for ``key``, or None (a half-written or damaged entry counts as absent).
+
+        Damaged means: metadata that is not JSON or not of the expected shape, a size or (for entries
+        that record it) a sha256 that does not match the file. With ``drop`` (the renderer, under the
+        workspace lock) a damaged entry is reported on the ``storyengine`` logger and removed, so
+        it is generated again; a damaged verdict is forgotten (the take is checked again).
+        """
         mp4, meta = self._paths(key)
         if not (mp4.is_file() and meta.is_file()):
             return None
+        why = None
         try:
             data = json.loads(meta.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError) as e:
+            data, why = None, f"unreadable metadata ({type(e).__name__})"
+        if why is None and not (isinstance(data, dict) and isinstance(data.get("size"), int)
+                                and isinstance(data.get("frames", 0), int)):
+            why = "metadata of the wrong shape"
+        elif why is None and data["size"] != mp4.stat().st_size:
+            why = f"the file has {mp4.stat().st_size} bytes, its metadata says {data['size']}"
+        elif why is None and isinstance(data.get("sha256"), str) and file_sha256(mp4) != data["sha256"]:
+            why = "the file's bytes changed since it was made (sha256 differs)"
+        if why is not None:
+            if drop:
+                _log.warning("damaged take in the cache %s: %s; dropped, it is generated again", mp4, why)
+                meta.unlink(missing_ok=True)
+                mp4.unlink(missing_ok=True)
             return None
-        if data.get("size") != mp4.stat().st_size:
-            return None
+        checks = data.get("checks")
+        if not isinstance(checks, dict) or not all(isinstance(v, dict) for v in checks.values()):
+            data["checks"] = {}
         return CachedTake(key, mp4, data)
 
     def path_for(self, key: str) -> Path:
@@ -157,7 +180,8 @@ class TakeCache:
         mp4, meta_path = self._paths(key)
         if Path(written) != mp4:
             os.replace(written, mp4)
-        data = {**meta, "key": key, "size": mp4.stat().st_size, "checks": meta.get("checks", {})}
+        data = {**meta, "key": key, "size": mp4.stat().st_size, "sha256": file_sha256(mp4),
+                "checks": meta.get("checks", {})}
         with atomic_path(meta_path) as tmp:
             tmp.write_text(json.dumps(data, indent=1, default=str))
         return CachedTake(key, mp4, data)

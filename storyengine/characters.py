@@ -89,12 +89,13 @@ def remove_photo(reg: Registry, ws: Workspace, handle: str, photo_id: int) -> di
         ids = ", ".join(str(p["id"]) for p in reg.photos(handle)) or "none"
         raise RegistryError(f"character {handle!r} has no photo {photo_id} (its photos: {ids})")
     row = rows[0]
+    target = ws.contain(row["path"])  # refused before anything changes if a linked folder leads outside
     with reg.transaction() as db:
         db["embeddings"].delete_where("photo_id = ?", [photo_id])
         db["photos"].delete(photo_id)
         refresh_identity(db, handle)
     if not reg.db["photos"].count_where("path = ?", [row["path"]]):
-        (ws.root / row["path"]).unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
     return row
 
 
@@ -308,7 +309,7 @@ def add_adapter(reg: Registry, ws: Workspace, handle: str, path: str | Path, *, 
         if a["sha256"] == sha:
             raise RegistryError(f"{path}: already registered for {handle!r} as {a['path']} (same sha256 {sha[:12]})")
     name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-") or "adapter"
-    dest = ws.character_dir(handle) / "adapters" / f"{name}.safetensors"
+    dest = ws.contain(ws.character_dir(handle) / "adapters" / f"{name}.safetensors")
     if dest.exists():
         dest = dest.with_name(f"{name}-{sha[:8]}.safetensors")
         name = dest.stem
@@ -332,9 +333,10 @@ def remove_adapter(reg: Registry, ws: Workspace, handle: str, adapter: str | int
     if not rows:
         known = ", ".join(f"{a['id']} ({a.get('name')})" for a in reg.adapters(handle)) or "none"
         raise RegistryError(f"character {handle!r} has no adapter {adapter!r} (its adapters: {known})")
+    target = ws.contain(rows[0]["path"])
     with reg.transaction() as db:
         db["adapters"].delete(rows[0]["id"])
-    (ws.root / rows[0]["path"]).unlink(missing_ok=True)
+    target.unlink(missing_ok=True)
     return rows[0]
 
 
@@ -471,8 +473,10 @@ def import_character(reg: Registry, ws: Workspace, zip_path: str | Path, *, as_h
         written: list[Path] = []
         try:
             for arc in data:
+                ws.contain(folder / arc)  # a linked photos/ or adapters/ leading outside is refused
                 dest = folder / arc
                 dest.parent.mkdir(parents=True, exist_ok=True)
+                dest = ws.contain(dest)
                 os.replace(tmp_dir / Path(arc).name, dest)
                 written.append(dest)
             with reg.transaction() as db:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import SpecError, StoryEngineError, UnsafePathError
+from .errors import OutputError, SpecError, StoryEngineError, UnsafePathError
 from .finishing import MOODS, Finisher, load_cube, mood_baked
 from .hashing import file_sha256
 from .planner import load_series
@@ -25,7 +25,7 @@ from .settings import Settings
 from .shots import ShotResult
 from .specs import EpisodeSpec, Finish, SeriesSpec
 from .stitch import EpisodeInfo, Segment, StitchOptions, stitch_episode
-from .workspace import Workspace, inside
+from .workspace import DISK_FULL, Workspace, inside, temp_beside
 
 Loc = tuple[Any, ...]
 """A field path inside the spec, e.g. ``("episodes", 0, "shots", 2, "audio")``."""
@@ -177,12 +177,28 @@ def assemble(loaded: LoadedSpec, ep: EpisodeSpec, results: list[ShotResult], out
                          seed=spec.seed, crf=settings.crf, preset=settings.preset, contact_sheet=sheet,
                          left_out=left_out, progress=progress, end_card=ep.end_card, beats=ep.beats,
                          disclosure=disclosure, finisher=finisher, copy_when_possible=settings.copy_when_possible)
-    info = stitch_episode(segments, out_path, opts)
-    if credential is not None and (segments or results):
-        used = [r for r in results if r.chosen is not None]
-        sign_episode(out_path, credential=credential, clips=[s.path for s in segments], disclosure=disclosure,
-                     title=ep.title or ep.id, clip_titles=[take_title(r.plan.shot_id, r.takes[r.chosen].take) for r in used],
-                     left_out=[r.plan.shot_id for r in results if r.chosen is None],
-                     human_decisions=_human_decisions(used),
-                     consent=episode_consent([(r.plan, r.takes[r.chosen].anonymized) for r in used]))
+    # Stitch and sign under a temporary name (``.<id>.mp4.<hex>.mp4``, swept at the next start);
+    # the episode appears under its name only once signed, and an earlier one stays until then.
+    out_path = Path(out_path)
+    try:
+        staged = temp_beside(out_path, ".mp4")
+    except OSError as e:
+        raise OutputError(f"cannot write into {out_path.parent}: {e.strerror or e}") from None
+    try:
+        info = stitch_episode(segments, staged, opts)
+        if credential is not None and (segments or results):
+            used = [r for r in results if r.chosen is not None]
+            sign_episode(staged, credential=credential, clips=[s.path for s in segments], disclosure=disclosure,
+                         title=ep.title or ep.id,
+                         clip_titles=[take_title(r.plan.shot_id, r.takes[r.chosen].take) for r in used],
+                         left_out=[r.plan.shot_id for r in results if r.chosen is None],
+                         human_decisions=_human_decisions(used),
+                         consent=episode_consent([(r.plan, r.takes[r.chosen].anonymized) for r in used]))
+        os.replace(staged, out_path)
+    except OSError as e:
+        raise OutputError(f"cannot write {out_path}: {e.strerror or e}"
+                          + (" (file too large / disk full); nothing was kept" if e.errno in DISK_FULL else "")) from None
+    finally:
+        staged.unlink(missing_ok=True)
+    info.path = out_path
     return info

@@ -44,3 +44,7 @@ class OutputError(StoryEngineError):
 class ConsentError(StoryEngineError):
     """``require_consent`` is on and a `person` character has no consent note; the message names the
     character and the command that adds one."""
+
+
+class Interrupted(StoryEngineError):
+    """A render stopped by Ctrl-C or SIGTERM: its run is marked ``interrupted``; re-running resumes it."""

@@ -8,6 +8,10 @@ the second process shows.
 from __future__ import annotations
 
 import fcntl
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 import json
 import os
 import sys
@@ -37,8 +41,14 @@ class WorkspaceLock:
         return f"pid {info.get('pid')} (`{info.get('command', '?')}`, started {info.get('started', '?')})"
 
     def acquire(self) -> "WorkspaceLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            raise WorkspaceBusy(f"{self.path} is a folder; it must be the lock file storyengine makes: remove the "
+                                f"folder (nothing of storyengine is in it) and render again") from None
+        except OSError as e:
+            raise WorkspaceBusy(f"cannot open the lock {self.path}: {e.strerror or e}") from None
         deadline = time.monotonic() + self.wait
         while True:
             try:
@@ -71,3 +81,23 @@ class WorkspaceLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """The one place signals are handled: inside the block SIGTERM (and SIGHUP) raise KeyboardInterrupt,
+    as Ctrl-C does, so ``kill`` stops a render the same clean way (temp files removed, run marked
+    ``interrupted``). Outside the main thread (the studio's worker) nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -38,15 +38,38 @@ def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     return node
 
 
+def _no_duplicate_keys(node: Any, path: Path) -> None:
+    """YAML keeps the last of two equal keys without a word; a spec with one is refused instead."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = getattr(k, "value", None)
+            if isinstance(k, yaml.ScalarNode):
+                if key in seen:
+                    raise SpecError(f"{path}:{k.start_mark.line + 1}: duplicate key {key!r} (first at line {seen[key]}); "
+                                    f"YAML would keep only the last one")
+                seen[key] = k.start_mark.line + 1
+            _no_duplicate_keys(v, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            _no_duplicate_keys(v, path)
+
+
 def load_series(path: str | Path) -> SeriesSpec:
     """Parse and validate a series spec; errors name the file, the field path and the line."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"series spec not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise SpecError(f"{path}: not UTF-8 text (line {line}, byte {e.object[e.start:e.start + 1]!r}); "
+                        f"save the spec as UTF-8") from None
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
+        _no_duplicate_keys(root, path)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -69,8 +92,18 @@ def load_series(path: str | Path) -> SeriesSpec:
         raise SpecError("invalid series spec:\n  " + "\n  ".join(lines)) from None
 
 
+def missing_photos(reg: Registry, ws: Workspace, handle: str) -> list[str]:
+    """One line per registered photo of ``handle`` whose file is gone (deleted by hand)."""
+    return [f"photo {p['id']} ({p['source']}) of {handle!r} is missing: {ws.root / p['path']}; put it back, or remove "
+            f"it with `storyengine character remove {handle} --photo {p['id']} --yes`"
+            for p in reg.photos(handle) if not (ws.root / p["path"]).is_file()]
+
+
 def character_ref(reg: Registry, ws: Workspace, handle: str) -> CharacterRef:
     row = reg.character(handle)
+    gone = missing_photos(reg, ws, handle)
+    if gone:  # its takes' keys hash the photos: every shot would silently render again
+        raise SpecError("; ".join(gone))
     return CharacterRef(
         handle=handle, name=row["name"], kind=row["kind"],
         photos=[str(ws.root / p["path"]) for p in reg.photos(handle)],
@@ -128,14 +161,20 @@ def plan_series(
                                     f"and the spec's folder")
                 if not still.is_file():
                     raise SpecError(f"{spec_path}: {where}: still not found: {still}")
-                notes.extend(_aspect_note(still, spec.width, spec.height, where))
+                try:
+                    notes.extend(_aspect_note(still, spec.width, spec.height, where))
+                except SpecError as e:
+                    raise SpecError(f"{spec_path}: {e}") from None
             # 2. Characters
             for h in shot.characters:
                 if h not in refs:
                     if not reg.has_character(h):
                         known = ", ".join(c["handle"] for c in reg.characters()) or "none"
                         raise SpecError(f"{spec_path}: {where}: unknown character {h!r} (registered: {known})")
-                    refs[h] = character_ref(reg, ws, h)
+                    try:
+                        refs[h] = character_ref(reg, ws, h)
+                    except SpecError as e:
+                        raise SpecError(f"{spec_path}: {where}: {e}") from None
             max_chars = backend_cls.max_characters
             if max_chars is not None and len(shot.characters) > max_chars:
                 raise SpecError(f"{spec_path}: {where}: {len(shot.characters)} characters, but back-end "
@@ -233,18 +272,29 @@ def _backend_options(backend_cls: type, options: dict[str, Any], spec_path: str 
         raise SpecError(f"{spec_path}: {where}: back-end {backend_cls.backend_id!r} options: " + "; ".join(problems)) from None
 
 
+MIN_STILL_SIDE = 16
+
+
 def _aspect_note(still: Path, width: int, height: int, where: str) -> list[str]:
     """The resize policy, said out loud when a still's shape differs from the frame's (cover + centre crop)."""
     from PIL import Image
 
+    from .images import MAX_PIXELS
+
     try:
         with Image.open(still) as im:
             w, h = im.size
+            frames = getattr(im, "n_frames", 1)
     except Exception:
         return []  # the back-end's own loader reports unreadable stills
+    if min(w, h) < MIN_STILL_SIDE:
+        raise SpecError(f"{where}: still {still.name} is too small: {w}x{h} (minimum {MIN_STILL_SIDE} px on the short side)")
+    if w * h > MAX_PIXELS:
+        raise SpecError(f"{where}: still {still.name} is too large: {w}x{h} = {w * h} pixels (limit {MAX_PIXELS})")
+    notes = [f"{where}: still {still.name} is animated ({frames} frames): its first frame is used"] if frames > 1 else []
     if abs((w / h) / (width / height) - 1.0) <= 0.01:
-        return []
-    return [f"{where}: still {still.name} is {w}x{h} (aspect {w / h:.2f}), the frame is {width}x{height} "
+        return notes
+    return notes + [f"{where}: still {still.name} is {w}x{h} (aspect {w / h:.2f}), the frame is {width}x{height} "
             f"(aspect {width / height:.2f}): it is scaled to cover the frame and centre-cropped"]
 
 

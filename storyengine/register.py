@@ -204,38 +204,63 @@ def register_character(
     if not cands:
         raise RegistryError(f"no photo of {handle!r} was registered:\n  " + "\n  ".join(rejected or ["no photos given"]))
 
-    # 3. Copy files by content hash (atomic), then write every row in one transaction
+    # 3. Under the registry write lock (one writer pairs files with rows at a time): look again at
+    #    what another process may have committed meanwhile, copy files by content hash (atomic, every
+    #    path contained in the workspace), write every row in one transaction. On failure only the
+    #    files this call created, and no committed row points to, are removed.
     photo_dir = ws.character_dir(handle) / "photos"
+
+    def dest_of(c: Candidate) -> Path:
+        return ws.contain(photo_dir / f"{c.sha256[:16]}{c.source.suffix.lower() or '.png'}")
+
     written: list[Path] = []
-    try:
-        for c in cands:
-            dest = photo_dir / f"{c.sha256[:16]}{c.source.suffix.lower() or '.png'}"
-            if not dest.exists():
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(c.source, tmp)
-                written.append(dest)
-        with reg.transaction() as db:
-            if not existing:
-                db["characters"].insert({"handle": handle, "name": name or handle.capitalize(), "kind": kind,
-                                         "description": description, "consent": consent, "licence": licence,
-                                         "created_at": now()})
+    with reg.write_lock():
+        now_existing = reg.db["characters"].get(handle) if reg.has_character(handle) else None
+        if now_existing and not existing:
+            if now_existing["kind"] != kind:
+                raise RegistryError(f"character {handle!r} was registered meanwhile by another process as a "
+                                    f"{now_existing['kind']}; nothing of this call was kept")
+            existing = now_existing
+            taken = {r["sha256"] for r in reg.photos(handle)}
+            for c in [c for c in cands if c.sha256 in taken]:
+                rejected.append(f"{c.source}: already registered for {handle!r} by another process meanwhile")
+            cands = [c for c in cands if c.sha256 not in taken]
+            if not cands:
+                raise RegistryError(f"character {handle!r} was registered meanwhile by another process with the same "
+                                    f"photos; nothing of this call was kept")
+        try:
             for c in cands:
-                dest = photo_dir / f"{c.sha256[:16]}{c.source.suffix.lower() or '.png'}"
-                h, w = c.rgb.shape[:2]
-                pid = db["photos"].insert({"handle": handle, "sha256": c.sha256, "path": str(dest.relative_to(ws.root)),
-                                           "source": c.source.name, "width": w, "height": h, "phash": c.phash,
-                                           "consent": consent, "licence": licence, "added_at": now()}).last_pk
-                for enc in encoders:
-                    vec, box, score = c.vectors[enc.key()]
-                    db["embeddings"].insert({"handle": handle, "photo_id": pid, "encoder": enc.name,
-                                             "encoder_version": enc.version, "licence": enc.licence, "dim": int(vec.size),
-                                             "box": json.dumps([int(v) for v in box]), "score": float(score),
-                                             "vector": np.asarray(vec, dtype=np.float32).tobytes(), "created_at": now()})
-            refresh_identity(db, handle)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
+                dest = dest_of(c)
+                if not dest.exists():
+                    with atomic_path(dest) as tmp:
+                        shutil.copyfile(c.source, tmp)
+                    written.append(dest)
+            with reg.transaction() as db:
+                if not existing:
+                    db["characters"].insert({"handle": handle, "name": name or handle.capitalize(), "kind": kind,
+                                             "description": description, "consent": consent, "licence": licence,
+                                             "created_at": now()})
+                for c in cands:
+                    dest = dest_of(c)
+                    h, w = c.rgb.shape[:2]
+                    pid = db["photos"].insert({"handle": handle, "sha256": c.sha256, "path": str(dest.relative_to(ws.root)),
+                                               "source": c.source.name, "width": w, "height": h, "phash": c.phash,
+                                               "consent": consent, "licence": licence, "added_at": now()}).last_pk
+                    for enc in encoders:
+                        vec, box, score = c.vectors[enc.key()]
+                        db["embeddings"].insert({"handle": handle, "photo_id": pid, "encoder": enc.name,
+                                                 "encoder_version": enc.version, "licence": enc.licence, "dim": int(vec.size),
+                                                 "box": json.dumps([int(v) for v in box]), "score": float(score),
+                                                 "vector": np.asarray(vec, dtype=np.float32).tobytes(), "created_at": now()})
+                refresh_identity(db, handle)
+        except BaseException:
+            for p in written:
+                try:
+                    if not reg.db["photos"].count_where("path = ?", [str(p.relative_to(ws.root))]):
+                        p.unlink(missing_ok=True)
+                except Exception:  # noqa: BLE001 - the registry is unreadable: keep the file rather than guess
+                    pass
+            raise
     return Registration(handle, [str(c.source) for c in cands], rejected)
 
 

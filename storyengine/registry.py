@@ -6,8 +6,12 @@ SQLite through sqlite-utils, schema changes as numbered migrations (``m001_…``
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -154,11 +158,18 @@ def m006_decisions_and_cohort(db: sqlite_utils.Database) -> None:
     )
 
 
-def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply pending migrations in order; return the names applied."""
+def migrate(db: sqlite_utils.Database, path: object = "the registry") -> list[str]:
+    """Apply pending migrations in order; return the names applied.
+
+    Refuses (RegistryError) a registry that recorded a migration this version does not know: it was
+    made by a newer storyengine, and writing to it with an older schema could lose data."""
     if "_migrations" not in db.table_names():
         db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
     done = {r["name"] for r in db["_migrations"].rows}
+    unknown = sorted(done - {fn.__name__ for fn in MIGRATIONS})
+    if unknown:
+        raise RegistryError(f"{path} was made by a newer storyengine (schema step {unknown[-1]} is unknown to this "
+                            f"version); upgrade storyengine to use this workspace")
     applied = []
     for fn in sorted(MIGRATIONS, key=lambda f: f.__name__):
         if fn.__name__ in done:
@@ -168,6 +179,27 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
             db["_migrations"].insert({"name": fn.__name__, "applied_at": now()})
         applied.append(fn.__name__)
     return applied
+
+
+def registry_error(e: BaseException, path: object) -> RegistryError:
+    """A sqlite error as one line naming the registry file and what it means for the user."""
+    msg = str(e)
+    low = msg.lower()
+    if "not a database" in low:
+        what = "is not a storyengine registry (not a SQLite database); restore it from a backup or move it aside"
+    elif "malformed" in low or "corrupt" in low:
+        what = "is damaged (" + msg + "); restore it from a backup"
+    elif "locked" in low or "busy" in low:
+        what = "is busy: another storyengine process held it for over 30 s; try again when it has finished"
+    elif "readonly" in low or "read-only" in low:
+        what = "is read-only here; commands that change the registry need a writable workspace"
+    elif "full" in low or "too large" in low:
+        what = "cannot be written: file too large / disk full; nothing was changed"
+    elif "unable to open" in low:
+        what = "cannot be opened (" + msg + "); check that the folder exists and is readable"
+    else:
+        what = "failed: " + msg
+    return RegistryError(f"registry {path} {what}")
 
 
 # ---------------------------------------------------------------- records
@@ -187,15 +219,80 @@ class Registry:
         self.db = db
         self.workspace = workspace
         db.execute("PRAGMA foreign_keys = ON")
-        migrate(db)
+        with self.write_lock():
+            migrate(db, workspace.registry_path if workspace else "the registry")
 
     @classmethod
     def open(cls, workspace: Workspace) -> "Registry":
-        workspace.characters.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(workspace.registry_path), timeout=30)
-        db = sqlite_utils.Database(conn)
-        db.enable_wal()
-        return cls(db, workspace)
+        """Open (and migrate) the workspace's registry: the one place sqlite errors become RegistryError.
+
+        A file that is not a SQLite database, a damaged one and one from a newer storyengine are
+        refused with a message naming the file; nothing is written to it then."""
+        path = workspace.registry_path
+        try:
+            workspace.characters.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RegistryError(f"cannot create {workspace.characters}: {e.strerror or e}") from None
+        if path.exists() and not path.is_file():
+            raise RegistryError(f"{path} is not a file; move it aside so storyengine can create the registry")
+        if path.is_file() and path.stat().st_size:
+            with open(path, "rb") as f:
+                head = f.read(16)
+            if head != b"SQLite format 3\x00":
+                raise RegistryError(f"{path} is not a storyengine registry (not a SQLite database); "
+                                    f"restore it from a backup or move it aside")
+        conn = None
+        read_only = path.is_file() and not (os.access(path, os.W_OK) and os.access(workspace.characters, os.W_OK))
+        try:
+            if read_only:  # a read-only workspace (mount, permissions): reading commands still work
+                from urllib.parse import quote
+
+                conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True, timeout=30)
+                db = sqlite_utils.Database(conn)
+            else:
+                conn = sqlite3.connect(str(path), timeout=30)
+                db = sqlite_utils.Database(conn)
+                if db.journal_mode != "wal":
+                    db.enable_wal()
+            return cls(db, workspace)
+        except sqlite3.Error as e:
+            if conn is not None:
+                conn.close()
+            raise registry_error(e, path) from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+
+    @contextmanager
+    def write_lock(self, wait: float = 120.0) -> Iterator[None]:
+        """Serialise writers that pair files with rows (``character add`` …): an ``flock`` on
+        ``characters/.registry.lock``, released by the kernel if the holder dies."""
+        if self.workspace is None:  # an in-memory registry has one user
+            yield
+            return
+        path = self.workspace.characters / ".registry.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as e:
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # read-only workspace: readers need no lock
+                yield
+                return
+            raise RegistryError(f"cannot open {path}: {e.strerror or e}") from None
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise RegistryError(f"the registry {self.workspace.registry_path} is being written by another "
+                                            f"storyengine process for over {wait:g} s; try again when it has finished") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
 
     @classmethod
     def memory(cls) -> "Registry":
@@ -206,9 +303,33 @@ class Registry:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """All writes in the block land together or not at all."""
-        with self.db.atomic():
+        """All writes in the block land together or not at all.
+
+        The outermost block starts with ``BEGIN IMMEDIATE``: the write lock is taken before the first
+        read, so two writers queue (busy timeout 30 s) instead of one failing with "database is
+        locked" when it upgrades a read. sqlite errors become RegistryError naming the file."""
+        conn = self.db.conn
+        path = self.workspace.registry_path if self.workspace else "the registry"
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise registry_error(e, path) from None
+        try:
             yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise registry_error(e, path) from None
 
     # ---- characters
     def has_character(self, handle: str) -> bool:

@@ -14,6 +14,7 @@ resumes where it stopped. :func:`render_series` is the one-call wrapper.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,9 +26,9 @@ from .characters import require_consent
 from .consistency import references_for
 from .continuity import chains
 from .episode import LoadedSpec, assemble
-from .errors import OutputError
+from .errors import Interrupted, OutputError, SpecError
 from .executors import Executor, LocalExecutor
-from .lock import WorkspaceLock
+from .lock import WorkspaceLock, terminate_as_interrupt
 from .planner import load_series, plan_series, take_plan
 from .provenance import credential_for
 from .registry import Registry
@@ -35,9 +36,12 @@ from .report import build_report
 from .settings import Settings
 from .shots import RefSpec, ShotContext, ShotResult, record_shot, take_inputs, take_key_of
 from .specs import EpisodeSpec, ShotPlan
-from .workspace import Workspace, atomic_path
+from .stitch import sweep_stitch_dirs
+from .workspace import Workspace, atomic_path, sweep_temp
 
 EPISODE_KEY_VERSION = 2  # 2: episode manifests carry org.storyengine.consent (re-sign once)
+
+_log = logging.getLogger("storyengine")
 
 
 class Reporter(Protocol):
@@ -145,6 +149,20 @@ def dry_run(ws: Workspace, spec_path: str | Path, *, episodes: list[str] | None 
 
 
 # ---------------------------------------------------------------- the run
+def _one_spec_per_series(reg: Registry, ws: Workspace, series: str, spec_path: Path) -> None:
+    """Refuse a spec whose ``series:`` another existing spec file of this workspace already rendered
+    here: both would write ``renders/<series>/`` and mix in one report. (A spec moved or renamed is the
+    same series; paths recorded in a copied or moved workspace point elsewhere and are ignored.)"""
+    mine = str(Path(spec_path).resolve())
+    for r in reg.db.query("select distinct spec_path from runs where series = ? and spec_path is not null", [series]):
+        other = r["spec_path"]
+        if other and other != mine and Path(other).is_relative_to(ws.root) and Path(other).is_file():
+            raise SpecError(f"{mine}: series {series!r} is already rendered here from {other}; two specs would overwrite "
+                            f"each other's episodes in renders/{series}/. Give this spec another `series:` name, or "
+                            f"move the other spec away")
+
+
+# ---------------------------------------------------------------- the run
 class RenderRun:
     """One render of a series (or some of its episodes) into ``renders/<series>/``.
 
@@ -174,6 +192,7 @@ class RenderRun:
         if settings.require_consent:
             require_consent([c for p in self.plans for c in p.characters])
         loaded.check_files()  # LUTs and sound files exist inside the workspace
+        _one_spec_per_series(reg, ws, spec.series, loaded.path)
         self.out_dir = ws.series_dir(spec.series)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise OutputError(f"cannot write into {self.out_dir}: Not a directory")
@@ -203,7 +222,11 @@ class RenderRun:
     # ---- the locked part
     def run(self) -> RunOutcome:
         """Every shot through the executor, episodes as they complete, the report. Hold the workspace lock."""
-        TakeCache(self.out_dir / "cache").sweep()  # temp files of a render that was killed
+        # every kind of temp file a killed render leaves: cache entries, staged episodes, stitch folders
+        TakeCache(self.out_dir / "cache").sweep()
+        for folder in (self.out_dir, self.out_dir / "cache" / "episodes"):
+            sweep_temp(folder)
+        sweep_stitch_dirs()
         run_id = self.reg.start_run(self.series, str(self.loaded.path.resolve()), self.loaded.spec.backend,
                                     {k: v for k, v in self.settings.__dict__.items() if k != "extra"})
         self.outcome = RunOutcome(run_id, self.series)
@@ -211,9 +234,16 @@ class RenderRun:
         self.reporter.start("series", f"{self.series}: 0/{len(self.plans)} shots", len(self.plans))
         ctx = ShotContext(str(self.loaded.ws.root), str(self.out_dir), self.settings)
         try:
-            self.executor.run(chains(self.plans), [RefSpec.of(r) for r in self.refs], ctx, self.on_result, self.on_progress)
+            with terminate_as_interrupt():
+                self.executor.run(chains(self.plans), [RefSpec.of(r) for r in self.refs], ctx, self.on_result,
+                                  self.on_progress)
             self.reporter.done("series")
             self.reg.finish_run(run_id, "done")
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (terminate_as_interrupt): a clean stop, resumable
+            self.reg.finish_run(run_id, "interrupted")
+            self.event("finished", run_id=run_id, status="interrupted")
+            raise Interrupted(f"render of series {self.series!r} interrupted (run {run_id}); finished takes and "
+                              f"episodes are kept: run the same command again to resume") from None
         except BaseException:
             self.reg.finish_run(run_id, "failed")
             self.event("finished", run_id=run_id, status="failed")
@@ -273,7 +303,15 @@ class RenderRun:
     def reusable(self, ep: EpisodeSpec, key: str) -> dict[str, Any] | None:
         """The stored record of ``ep`` when its inputs (``key``) are unchanged and its file is intact."""
         rec_path = self._record_path(ep.id)
-        rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
+        try:
+            rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
+        except (OSError, ValueError):
+            rec = None
+        if not isinstance(rec, dict) or not isinstance(rec.get("duration"), (int, float)) \
+                or not isinstance(rec.get("frames"), int):
+            if rec != {}:  # a damaged record (not absent): reported; the episode is stitched again
+                _log.warning("damaged episode record %s; the episode is stitched again", rec_path)
+            return None
         ep_path = self.out_dir / f"{ep.id}.mp4"
         ok = rec.get("key") == key and ep_path.is_file() and ep_path.stat().st_size == rec.get("size")
         return rec if ok else None

@@ -62,10 +62,15 @@ def build_report(reg: Registry, series: str, run_id: int | None = None,
             if e not in eps:
                 raise RegistryError(f"series {series!r} has no rendered episode {e!r} (rendered: {', '.join(eps) or 'none'})")
         finals = [t for t in finals if t["episode_id"] in wanted]
+    ep_rows = {r["episode_id"]: r for r in reg.db.query("select * from episodes where series = ? order by id", [series])}
+    # The report describes the episodes on disk: a shot the latest stitched episode does not list
+    # (removed from the spec, then the episode re-rendered) is not reported, whatever older runs hold.
+    on_disk = {e: set(json.loads(r["shots_used"] or "[]")) | set(json.loads(r["shots_rejected"] or "[]"))
+               for e, r in ep_rows.items()}
+    finals = [t for t in finals if not on_disk.get(t["episode_id"]) or t["shot_id"] in on_disk[t["episode_id"]]]
     counts = {r["shot_id"]: r["n"] for r in reg.db.query(
         "select shot_id, count(*) as n from takes where series = ? and run_id = ? group by shot_id", [series, run["id"]])}
     episodes: dict[str, dict[str, Any]] = {}
-    ep_rows = {r["episode_id"]: r for r in reg.db.query("select * from episodes where series = ? order by id", [series])}
     for t in sorted(finals, key=lambda t: (t["episode_id"], t["id"])):
         ep = episodes.get(t["episode_id"])
         if ep is None:

@@ -61,10 +61,19 @@ class Settings:
             toml_path = Path(workspace) / "storyengine.toml"
             if toml_path.is_file():
                 try:
-                    data = tomllib.loads(toml_path.read_text())
+                    data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
                 except tomllib.TOMLDecodeError as e:
                     raise StoryEngineError(f"{toml_path}: {e}") from None
-                values.update(data.get("storyengine", data))
+                except UnicodeDecodeError as e:
+                    raise StoryEngineError(f"{toml_path}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); "
+                                           f"save it as UTF-8") from None
+                except OSError as e:
+                    raise StoryEngineError(f"{toml_path}: cannot be read: {e.strerror or e}") from None
+                table = data.get("storyengine", data)
+                if not isinstance(table, dict):
+                    raise StoryEngineError(f"{toml_path}: `storyengine` must be a table of settings ([storyengine] "
+                                           f"followed by `name = value` lines), got {table!r}")
+                values.update(table)
         for f in fields(cls):
             env = os.environ.get(f"STORYENGINE_{f.name.upper()}")
             if env is not None:
@@ -79,16 +88,42 @@ class Settings:
         return replace(s, **clean)
 
 
+AT_LEAST_1 = ("max_takes", "check_stride", "detect_stride", "anonymize_stride")
+CHOICES = {"check_mode": ("full", "sampled"), "anonymize_method": ("pixelate", "blur"),
+           "preset": ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                      "placebo")}
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default``, checked against the setting's range (one message per bad value)."""
+    def bad(why: str = "") -> StoryEngineError:
+        return StoryEngineError(f"setting {name!r} has an invalid value {value!r}" + (f": {why}" if why else ""))
+
     try:
         if isinstance(default, bool):
             return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
-            return int(value)
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise bad("it must be a whole number")
+            out = int(value)
+            if name in AT_LEAST_1 and out < 1:
+                raise bad("it must be at least 1")
+            if name in ("crf", "take_crf") and not 0 <= out <= 51:
+                raise bad("x264 CRF runs from 0 to 51")
+            return out
         if isinstance(default, tuple):
             return tuple(value) if isinstance(value, (list, tuple)) else tuple(x.strip() for x in str(value).split(",") if x.strip())
         if name == "bound":
-            return None if value in (None, "", "none") else float(value)
+            if value in (None, "", "none"):
+                return None
+            if isinstance(value, bool):
+                raise bad("it must be a cosine similarity between -1 and 1, or none")
+            out = float(value)
+            if not -1.0 <= out <= 1.0:
+                raise bad("it must be a cosine similarity between -1 and 1, or none")
+            return out
+        if name in CHOICES and value not in CHOICES[name]:
+            raise bad(f"it must be one of {', '.join(CHOICES[name])}")
         return value
     except (TypeError, ValueError):
-        raise StoryEngineError(f"setting {name!r} has an invalid value {value!r}") from None
+        raise bad() from None

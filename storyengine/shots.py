@@ -203,7 +203,7 @@ def _cached_take(job: TakeJob, p: ShotPlan, mood: str, label: str) -> tuple[Cach
     settings, cache = job.ctx.settings, job.ctx.cache
     anon_key = anonymize.key_inputs(p, settings)
     key = take_key_of(p, job.backend, settings)
-    entry = cache.get(key)
+    entry = cache.get(key, drop=True)  # a damaged entry is reported, dropped and generated again
     if entry is not None:
         return entry, False
     shot_id = job.plan.shot_id
@@ -227,8 +227,11 @@ def _checked(job: TakeJob, entry: CachedTake, path: Path, p: ShotPlan, label: st
     ck = check_key(entry.key, job.refs, job.ctx.settings, p)
     stored = entry.verdict(ck)
     if stored is not None:
-        return (Verdict.model_validate(stored["verdict"]),
-                [FrameScore.model_validate(x) for x in stored["scores"]], False)
+        try:
+            return (Verdict.model_validate(stored["verdict"]),
+                    [FrameScore.model_validate(x) for x in stored["scores"]], False)
+        except (KeyError, TypeError, ValueError):  # a damaged verdict: check the take again
+            pass
     n = int(entry.meta["frames"])
     if job.refs:
         job.note(job.plan.shot_id, 0, n, f"{label}: checking")

@@ -137,8 +137,9 @@ class ShotSpec(_Strict):
     duration: float = Field(4.0, gt=0.0, le=60.0, description="Seconds.")
     min_duration: float | None = Field(None, gt=0.0, description="Shortest clip a trim may keep (default 60% of duration).")
     prompt: str = ""
-    seed: int | None = Field(None, ge=0)
-    bound: float | None = Field(None, ge=-1.0, le=1.0, description="Override of the acceptance bound for this shot.")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    bound: float | None = Field(None, ge=-1.0, le=1.0, strict=True,
+                                description="Override of the acceptance bound for this shot.")
     options: dict[str, Any] = Field(default_factory=dict, description="Back-end options for this shot.")
     ambience: str | None = Field(None, description="Ambience under this shot (default: the episode's).")
     audio: str | None = Field(None, description="A sound file under this shot instead of the ambience, relative to the spec file.")
@@ -265,7 +266,7 @@ class SeriesSpec(_Strict):
     fps: int = Field(24, ge=1, le=120)
     width: int = Field(640, ge=16, le=7680)
     height: int = Field(360, ge=16, le=4320)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     finish: Finish = Field(default_factory=Finish, description="Finishing for every episode (an episode's `finish` replaces it).")
     anonymize: AnonymizeSetting = Field(None, description="none (default) | bystanders | {all-but: [handles]}: faces that were not cast.")
     episodes: list[EpisodeSpec] = Field(min_length=1)

@@ -10,8 +10,12 @@ format) the takes are joined without re-encoding (ffmpeg's concat demuxer, ``-c 
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import tempfile
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -892,6 +896,44 @@ def _write_streamed(tl: Timeline, o: StitchOptions, wav: Path, out: Path, thumbs
     return w.written
 
 
+STITCH_TMP_PREFIX = "storyengine-stitch-"
+_STARTED = time.time()  # about when this process started: a pid-less stitch folder older than this is stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stitch_dirs(tmp: str | Path | None = None) -> int:
+    """Remove ``storyengine-stitch-<pid>-*`` folders of processes that are gone (and pid-less ones from
+    older versions made before this process started); return how many. Folders of live processes stay."""
+    n = 0
+    root = Path(tmp or tempfile.gettempdir())
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return 0
+    for d in entries:
+        if not d.name.startswith(STITCH_TMP_PREFIX) or d.is_symlink() or not d.is_dir():
+            continue
+        m = re.match(re.escape(STITCH_TMP_PREFIX) + r"(\d+)-", d.name)
+        try:
+            stale = (m is not None and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1)))) or \
+                (m is None and d.stat().st_mtime < _STARTED)
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    return n
+
+
 def stitch_episode(segments: list[Segment], out_path: Path, options: StitchOptions | None = None,
                    **kwargs: Any) -> EpisodeInfo:
     """Stitch a title card, the accepted takes and an optional end card into one H.264 + AAC episode, atomically.
@@ -919,7 +961,7 @@ def stitch_episode(segments: list[Segment], out_path: Path, options: StitchOptio
     plan, why_not = _choose_join(tl, o)
     info.join = plan
     thumbs = Thumbnails(tl.items, enabled=o.contact_sheet is not None)
-    with tempfile.TemporaryDirectory(prefix="storyengine-stitch-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix=f"{STITCH_TMP_PREFIX}{os.getpid()}-") as tmpdir:
         # 2. The sound bed, written as WAV for the muxer.
         bed = _episode_audio(tl.items, tl.joins, tl.starts, tl.total, o.fps, o.seed, SAMPLE_RATE)
         wav = audio.write_wav(Path(tmpdir) / "bed.wav", bed, SAMPLE_RATE)

@@ -35,6 +35,25 @@ def inside(root: Path, path: Path) -> Path:
     return p
 
 
+def contained(root: Path, path: Path) -> Path:
+    """``path`` with its folder resolved (links followed), refused unless that folder lies inside ``root``.
+
+    The one check for every file the program writes, renames or deletes: the last component is kept
+    as given, so unlinking or replacing a link touches the link itself, never what it points to,
+    while a linked folder (``characters/mara/photos -> /elsewhere``) is refused.
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        path = Path(root) / path
+    parent = path.parent
+    root_r = Path(root).resolve()
+    parent_r = parent.resolve()
+    if parent_r != root_r and root_r not in parent_r.parents:
+        raise UnsafePathError(f"path {str(path)!r} escapes the workspace {str(root_r)!r} "
+                              f"({str(parent)!r} leads to {str(parent_r)!r}); nothing was written or deleted there")
+    return parent_r / path.name
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -62,6 +81,10 @@ class Workspace:
     def character_dir(self, handle: str) -> Path:
         return inside(self.root, self.characters / check_handle(handle))
 
+    def contain(self, path: str | os.PathLike[str]) -> Path:
+        """:func:`contained` for this workspace: relative paths are taken from its root."""
+        return contained(self.root, Path(path))
+
     def series_dir(self, series: str) -> Path:
         return inside(self.root, self.renders / check_handle(series))
 
@@ -81,7 +104,7 @@ def is_workspace(root: str | os.PathLike[str]) -> bool:
     return any((r / name).is_dir() for name in ("characters", "episodes", "renders"))
 
 
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+DISK_FULL = _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def open_temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> tuple[int, Path]:
@@ -97,6 +120,25 @@ def open_temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> tuple[
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, f"no free temp name beside {final}")
+
+
+_TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}(\.[A-Za-z0-9]+)?")
+
+
+def sweep_temp(folder: Path) -> int:
+    """Remove temp files :func:`open_temp_beside` left in ``folder`` (``.<name>.<8 hex><suffix>``,
+    e.g. ``.day-1.mp4.1a2b3c4d.mp4`` of a killed stitch); return how many. Only call it while holding
+    the lock of whatever writes there."""
+    n = 0
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        if _TEMP_RE.fullmatch(p.name) and (p.is_file() or p.is_symlink()):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def temp_beside(final: Path, suffix: str = "", mode: int = 0o666) -> Path:
@@ -127,7 +169,7 @@ def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp_path, final)
     except OSError as e:
         if e.errno in _DISK_FULL:
-            raise OutputError(f"cannot write {final}: {e.strerror} (disk full or over quota); nothing was kept") from None
+            raise OutputError(f"cannot write {final}: {e.strerror} (file too large / disk full); nothing was kept") from None
         raise OutputError(f"cannot write {final}: {e.strerror or e}") from None
     finally:
         if tmp_path.exists():

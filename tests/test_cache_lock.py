@@ -170,7 +170,7 @@ def test_unwritable_and_full_outputs_name_the_path(tmp_path):
             print(e)
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert f"cannot write {out}/big.bin: File too large (disk full or over quota); nothing was kept" in res.stdout, res.stderr
+    assert f"cannot write {out}/big.bin: File too large (file too large / disk full); nothing was kept" in res.stdout, res.stderr
     assert list(out.iterdir()) == []
 
 

@@ -512,3 +512,228 @@ def test_41_brackets_in_a_refused_line_of_a_partly_accepted_add(w, tmp_path):
     assert [r["source"] for r in after["tables"]["photos"] if r["handle"] == "tom"] == ["tom.png"]
     assert {k: v for k, v in after["tables"].items() if k not in ("characters", "photos", "embeddings", "identity")} \
         == {k: v for k, v in before["tables"].items() if k not in ("characters", "photos", "embeddings", "identity")}
+
+
+# ================================================================ issue 14: nothing outside the workspace is touched
+def _outside_tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _link_photos_outside(w: Workspace, tmp_path: Path, level: str) -> Path:
+    """Move mara's photos/ (or her whole folder) outside the workspace and leave a link in its place."""
+    outside = tmp_path / "outside"
+    inner = w.characters / "mara" / ("photos" if level == "photos" else "")
+    shutil.move(str(inner), str(outside))
+    inner.symlink_to(outside, target_is_directory=True)
+    return outside
+
+
+@pytest.mark.parametrize("level", ["photos", "folder"])
+def test_46_remove_photo_through_a_link_outside(w, tmp_path, level):
+    outside = _link_photos_outside(w, tmp_path, level)
+    before_out = _outside_tree(outside)
+    pid = snapshot(w)["tables"]["photos"][0]["id"]
+    err = refused(w, "character", "remove", "mara", "--photo", pid, "--yes")
+    link = w.characters / "mara" / ("photos" if level == "photos" else "")
+    link = link if level == "photos" else w.characters / "mara"
+    assert err.startswith(f"error: path '{link}") and "escapes the workspace" in err and err.count("\n") == 1, err
+    assert _outside_tree(outside) == before_out
+
+
+@pytest.mark.parametrize("level", ["photos", "folder"])
+def test_47_add_photos_through_a_link_outside(w, tmp_path, astronaut, level):
+    outside = _link_photos_outside(w, tmp_path, level)
+    before_out = _outside_tree(outside)
+    new = save(tmp_path / "new.png", np.ascontiguousarray(astronaut[20:280, 60:360]))
+    err = refused(w, "character", "add-photos", "mara", new, "--force")
+    assert "escapes the workspace" in err and err.startswith("error: path '") and err.count("\n") == 1, err
+    assert _outside_tree(outside) == before_out
+
+
+def test_48_remove_character_whose_folder_links_outside(w, tmp_path):
+    outside = _link_photos_outside(w, tmp_path, "folder")
+    before_out = _outside_tree(outside)
+    err = refused(w, "character", "remove", "mara", "--yes")
+    assert err == f"error: path '{w.characters / 'mara'}' escapes the workspace '{w.root}'\n"
+    assert _outside_tree(outside) == before_out
+
+
+# ================================================================ issue 14: clear errors instead of tracebacks
+def _db_refused(w: Workspace, *args: object) -> str:
+    """Like ``refused`` for a registry that cannot be read as a table dump: its bytes must not change."""
+    db = w.registry_path
+    before = db.read_bytes()
+    res = cli(*args, "-w", w.root)
+    assert res.exit_code == 1 and res.stdout == "", (res.exit_code, res.output, res.exception)
+    assert db.read_bytes() == before
+    return res.stderr
+
+
+def test_57_registry_that_is_not_a_database(w):
+    w.registry_path.write_bytes(b"my notes about mara\n" * 50)
+    for f in w.characters.glob("registry.db-*"):
+        f.unlink()
+    err = _db_refused(w, "character", "list")
+    assert err == (f"error: {w.registry_path} is not a storyengine registry (not a SQLite database); restore it "
+                   "from a backup or move it aside\n")
+
+
+def test_58_truncated_registry(w):
+    for f in w.characters.glob("registry.db-*"):
+        f.unlink()
+    data = w.registry_path.read_bytes()
+    w.registry_path.write_bytes(data[:8192])
+    err = _db_refused(w, "character", "show", "mara")
+    assert err.startswith("error: registry ") and "damaged" in err and err.count("\n") == 1, err
+
+
+def test_59_registry_from_a_newer_storyengine(w):
+    db = sqlite_utils.Database(w.registry_path)
+    db["_migrations"].insert({"name": "m999_future", "applied_at": "2030-01-01T00:00:00+00:00"})
+    db.close()
+    err = refused(w, "character", "list")
+    assert err == (f"error: {w.registry_path} was made by a newer storyengine (schema step m999_future is unknown "
+                   "to this version); upgrade storyengine to use this workspace\n")
+
+
+def test_60_workspace_option_names_a_file(w, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("not a folder\n")
+    for args in (("character", "list"), ("character", "add", "zoe", tmp_path / "x.png"), ("report",)):
+        res = cli(*args, "-w", f)
+        assert res.exit_code == 1 and res.stderr == f"error: {f} is a file, not a workspace folder; pass -w DIR with a folder\n"
+    assert f.read_text() == "not a folder\n"
+
+
+def test_61_lock_file_is_a_folder(w):
+    (w.renders / ".lock").mkdir()
+    p = _tiny_spec(w)
+    err = refused(w, "render", p)
+    assert err == (f"error: {w.renders / '.lock'} is a folder; it must be the lock file storyengine makes: remove the "
+                   "folder (nothing of storyengine is in it) and render again\n")
+
+
+def test_62_spec_that_is_not_utf8(w):
+    p = w.episodes / "s.yaml"
+    p.write_bytes(SPEC.replace("series: s", "series: s\n# caf\xe9").encode("latin-1"))
+    err = refused(w, "plan", p)
+    assert err == f"error: {p}: not UTF-8 text (line 2, byte b'\\xe9'); save the spec as UTF-8\n"
+
+
+def test_63_storyengine_key_that_is_not_a_table(w):
+    (w.root / "storyengine.toml").write_text("storyengine = 5\n")
+    err = refused(w, "character", "list")
+    assert err == (f"error: {w.root / 'storyengine.toml'}: `storyengine` must be a table of settings ([storyengine] "
+                   "followed by `name = value` lines), got 5\n")
+
+
+def test_64_seed_outside_0_to_2_63(w):
+    p, err = plan_refused(w, SPEC.replace("duration: 2", "duration: 2\n        seed: 9223372036854775808"))
+    assert err == ("error: invalid series spec:\n"
+                   f"  {p}:11: episodes.0.shots.0.seed: Input should be less than or equal to 9223372036854775807 "
+                   "(got 9223372036854775808)\n")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (20000, 20000)])
+def test_65_still_too_small_or_too_large(w, size):
+    if size == (1, 1):
+        save(w.episodes / "still.png", np.zeros((1, 1, 3), np.uint8))
+        why = "is too small: 1x1 (minimum 16 px on the short side)"
+        p, err = plan_refused(w, SPEC)
+        assert err == f"error: {p}: episode 'day-1', shot 'a': still still.png {why}\n"
+    else:  # refused by the still loader that runs at plan (Pillow's bomb check), before the lock
+        png_header_only(w.episodes / "still.png", *size)
+        p, err = plan_refused(w, SPEC)
+        assert err == (f"error: {w.episodes / 'still.png'}: still too large (decompression bomb): Image size "
+                       "(400000000 pixels) exceeds limit of 178956970 pixels, could be decompression bomb DOS attack.\n")
+
+
+def test_66_animated_gif_still_uses_its_first_frame(w, astronaut):
+    frames = [Image.fromarray(np.ascontiguousarray(astronaut[:180, :320])), Image.new("RGB", (320, 180), "red")]
+    frames[0].save(w.episodes / "still.gif", save_all=True, append_images=frames[1:])
+    p = spec(w, SPEC.replace("still.png", "still.gif"))
+    res = cli("plan", p, "-w", w.root)
+    assert res.exit_code == 0, res.output
+    assert "warning: episode 'day-1', shot 'a': still still.gif is animated (2 frames): its first frame is used\n" \
+        in res.stderr
+
+
+@pytest.mark.parametrize("line, why", [
+    ("check_mode = 'fast'", "'fast': it must be one of full, sampled"),
+    ("preset = 'quick'", "'quick': it must be one of ultrafast, superfast, veryfast, faster, fast, medium, slow, "
+                         "slower, veryslow, placebo"),
+    ("max_takes = 0", "0: it must be at least 1"),
+    ("check_stride = 0", "0: it must be at least 1"),
+    ("detect_stride = -2", "-2: it must be at least 1"),
+    ("crf = 23.5", "23.5: it must be a whole number"),
+    ("bound = 1.5", "1.5: it must be a cosine similarity between -1 and 1, or none"),
+    ("bound = true", "True: it must be a cosine similarity between -1 and 1, or none"),
+])
+def test_67_setting_out_of_range(w, line, why):
+    (w.root / "storyengine.toml").write_text(f"[storyengine]\n{line}\n")
+    name = line.split(" ")[0]
+    assert refused(w, "character", "list") == f"error: setting {name!r} has an invalid value {why}\n"
+
+
+def test_68_boolean_bound_in_a_shot(w):
+    p, err = plan_refused(w, SPEC.replace("duration: 2", "duration: 2\n        bound: true"))
+    assert err == ("error: invalid series spec:\n"
+                   f"  {p}:11: episodes.0.shots.0.bound: Input should be a valid number (got True)\n")
+
+
+def test_69_duplicate_yaml_key(w):
+    p, err = plan_refused(w, SPEC.replace("duration: 2", "duration: 2\n        duration: 3"))
+    assert err == f"error: {p}:11: duplicate key 'duration' (first at line 10); YAML would keep only the last one\n"
+
+
+def test_70_registered_photo_deleted_by_hand(w):
+    row = snapshot(w)["tables"]["photos"][0]
+    (w.root / row["path"]).unlink()
+    line = (f"photo {row['id']} ({row['source']}) of 'mara' is missing: {w.root / row['path']}; put it back, or remove it "
+            f"with `storyengine character remove mara --photo {row['id']} --yes`")
+    res = cli("character", "show", "mara", "-w", w.root)
+    assert res.exit_code == 0 and f"warning: {line}\n" in res.stderr, res.output
+    p, err = plan_refused(w, SPEC)
+    assert err == f"error: {p}: episode 'day-1', shot 'a': {line}\n"
+    err = refused(w, "render", p)
+    assert err == f"error: {p}: episode 'day-1', shot 'a': {line}\n"
+
+
+def test_71_disk_full_and_file_too_large_wording():
+    import errno
+
+    from storyengine.cli.common import plain_error
+
+    for code, text in ((errno.ENOSPC, "No space left on device"), (errno.EFBIG, "File too large")):
+        assert plain_error(OSError(code, text, "/ws/renders/s/day-1.mp4")) == (
+            f"cannot write /ws/renders/s/day-1.mp4: file too large / disk full ({text}); nothing was kept")
+
+
+@pytest.mark.parametrize("args", [("report",), ("character", "list"), ("takes", "list", "a")])
+def test_72_reading_commands_outside_a_workspace_create_nothing(tmp_path, args):
+    d = tmp_path / "not-a-ws"
+    d.mkdir()
+    res = cli(*args, "-w", d)
+    assert res.exit_code == 1 and res.stderr.startswith(f"error: {d} is not a storyengine workspace"), res.output
+    assert list(d.iterdir()) == []
+
+
+def test_73_read_only_workspace_still_reads(w, monkeypatch):
+    """A read-only workspace (tests run as root, so the check is simulated): reading commands work and
+    open the registry immutable; a writing command says the registry is read-only."""
+    import os as _os
+
+    import storyengine.registry as registry
+
+    monkeypatch.setattr(registry.os, "access", lambda p, mode: mode != _os.W_OK and _os.path.exists(p))
+    for f in w.characters.glob("registry.db-*"):
+        f.unlink()
+    before = snapshot(w)
+    res = cli("character", "list", "--json", "-w", w.root)
+    assert res.exit_code == 0, res.output
+    assert sorted(c["handle"] for c in __import__("json").loads(res.stdout)) == ["grace", "mara"]
+    assert sorted(p.name for p in w.characters.iterdir() if p.name.startswith("registry.db")) == ["registry.db"]
+    err = refused(w, "character", "consent", "mara", "Mara, 2026")
+    assert err.startswith(f"error: registry ") and "read-only here" in err, err
+    assert snapshot(w) == before

@@ -227,8 +227,13 @@ def character_show(
             return
         show(candidates_view(candidates, cands))
         return
+    from ..planner import missing_photos
+
     identity = [{k: v for k, v in s.items() if k != "centroid"} for s in reg.identity(handle)]
-    data = {**c, "photos": reg.photos(handle), "identity": identity, "adapters": reg.adapters(handle)}
+    photos = [{**p, "missing": not (ws.root / p["path"]).is_file()} for p in reg.photos(handle)]
+    data = {**c, "photos": photos, "identity": identity, "adapters": reg.adapters(handle)}
+    for line in missing_photos(reg, ws, handle):
+        warn(line)
     if as_json:
         emit_json(data)
         return

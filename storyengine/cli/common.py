@@ -311,6 +311,8 @@ def open_workspace(explicit: Optional[Path] = None, *, spec: Optional[Path] = No
         root = next((d.parent for d in Path(spec).expanduser().resolve().parents if d.name == "episodes"), None)
     root = Path(root if root is not None else ".")
     ws = Workspace.at(root)
+    if ws.root.exists() and not ws.root.is_dir():
+        raise StoryEngineError(f"{ws.root} is a file, not a workspace folder; pass -w DIR with a folder")
     if is_workspace(ws.root):
         return ws
     if create is True or (create == "explicit" and given):
@@ -430,6 +432,38 @@ class Command(_HelpLayout, TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _tidy_params(self.params)
+
+    def invoke(self, ctx: Any) -> Any:
+        """The last net under every command: a named error, a sqlite error or an OS error (disk full,
+        read-only folder, a file where a folder belongs) is one ``error:`` line, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except StoryEngineError as e:
+            fail(e)
+        except Exception as e:  # noqa: BLE001 - only the kinds below are translated; the rest propagate
+            msg = plain_error(e)
+            if msg is None:
+                raise
+            fail(msg)
+
+
+def plain_error(e: BaseException) -> str | None:
+    """One line for a sqlite or OS error (None for any other exception)."""
+    import errno as _errno
+    import sqlite3
+
+    if isinstance(e, sqlite3.Error):
+        from ..registry import registry_error
+
+        return str(registry_error(e, "(characters/registry.db)"))
+    if isinstance(e, OSError):
+        where = e.filename or "a file"
+        if e.errno in (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG):
+            return f"cannot write {where}: file too large / disk full ({e.strerror}); nothing was kept"
+        if e.errno in (_errno.EROFS, _errno.EACCES, _errno.EPERM):
+            return f"cannot write {where}: {e.strerror} (the workspace is read-only here?)"
+        return f"{where}: {e.strerror or e}"
+    return None
 
 
 class Group(_HelpLayout, TyperGroup):

@@ -8,7 +8,7 @@ from typing import List, Literal, Optional
 
 import typer
 
-from ..errors import StoryEngineError
+from ..errors import Interrupted, StoryEngineError
 from .common import Col, JsonOpt, SpecWorkspaceOpt, View, command, commands, emit_json, fail, info, open_workspace, \
     progress, say, show, warn
 
@@ -162,6 +162,8 @@ def render_cmd(spec: Path = SpecArg,
         with progress() as rep:
             out = render_series(ws, spec, episodes=episode, settings=settings, reporter=rep, executor=ex, wait=wait)
         report = json.loads(out.report_path.read_text())
+    except Interrupted as e:
+        fail(e, 130)
     except StoryEngineError as e:
         fail(e)
     if as_json:
