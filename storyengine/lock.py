@@ -22,6 +22,19 @@ from .errors import WorkspaceBusy
 from .workspace import Workspace
 
 
+def flock_within(fd: int, wait: float, poll: float = 0.05) -> bool:
+    """Take an exclusive flock on ``fd``, trying for up to ``wait`` seconds; False if another process kept it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+
+
 class WorkspaceLock:
     """``with WorkspaceLock(ws, wait=0):`` — raise WorkspaceBusy at once, or wait up to ``wait`` seconds."""
 
@@ -49,19 +62,12 @@ class WorkspaceLock:
                                 f"folder (nothing of storyengine is in it) and render again") from None
         except OSError as e:
             raise WorkspaceBusy(f"cannot open the lock {self.path}: {e.strerror or e}") from None
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = self._holder()
-                    os.close(fd)
-                    hint = "wait for it to finish" if self.wait == 0 else f"waited {self.wait:g} s"
-                    raise WorkspaceBusy(f"workspace {self.path.parent.parent} is being rendered by {holder}; {hint}, "
-                                        f"or pass --wait SECONDS to queue behind it") from None
-                time.sleep(self.poll)
+        if not flock_within(fd, self.wait, self.poll):
+            holder = self._holder()
+            os.close(fd)
+            hint = "wait for it to finish" if self.wait == 0 else f"waited {self.wait:g} s"
+            raise WorkspaceBusy(f"workspace {self.path.parent.parent} is being rendered by {holder}; {hint}, "
+                                f"or pass --wait SECONDS to queue behind it") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(["storyengine", *sys.argv[1:]])[:200],
                                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode())

@@ -7,11 +7,9 @@ SQLite through sqlite-utils, schema changes as numbered migrations (``m001_…``
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import sqlite3
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +19,7 @@ import numpy as np
 import sqlite_utils
 
 from .errors import RegistryError
+from .lock import flock_within
 from .workspace import Workspace, check_handle
 
 
@@ -280,16 +279,9 @@ class Registry:
                 return
             raise RegistryError(f"cannot open {path}: {e.strerror or e}") from None
         try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise RegistryError(f"the registry {self.workspace.registry_path} is being written by another "
-                                            f"storyengine process for over {wait:g} s; try again when it has finished") from None
-                    time.sleep(0.05)
+            if not flock_within(fd, wait):
+                raise RegistryError(f"the registry {self.workspace.registry_path} is being written by another "
+                                    f"storyengine process for over {wait:g} s; try again when it has finished")
             yield
         finally:
             os.close(fd)  # closing drops the flock
