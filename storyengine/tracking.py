@@ -15,8 +15,10 @@ reused (``source="reused"``); a fresh embedding is forced at least every ``refre
 frames regardless. The embeddings that remain are computed in batches of up to ``batch`` chips
 (one forward pass), streaming: observations whose vector is pending are filled in when their
 batch runs, at the latest on :meth:`FaceTracker.flush`. Batches run in a second thread
-(``EMBED_THREAD``): dlib's descriptor holds the GIL, its detector releases it, so the next frames'
-detection overlaps the descriptors on the second core.
+(``EMBED_THREAD``). dlib's descriptor holds the GIL, so for encoders that offer it
+(``descriptor_worker``: dlib-face) that thread hands each batch to a persistent worker *process*
+(:mod:`storyengine.encoders.descriptor_worker`, ``EMBED_WORKER``) and waits on its pipe with the GIL
+released: the descriptors run on the second core while this thread decodes, detects and aligns.
 
 Encoders with ``detect``/``embed_box`` but no ``align``/``embed_chips`` use a grey crop of the box
 as the signature and are embedded one face at a time. Encoders without ``detect``/``embed_box``
@@ -42,7 +44,12 @@ Box = tuple[int, int, int, int]
 REUSE_TOL = 0.02  # mean absolute difference (0-1) of 32x32 grey aligned chips under which a vector is reused
 REFRESH_EVERY = 8  # a fresh embedding at least every this many frames per face, whatever the chips say
 EMBED_BATCH = 8  # chips per batched forward pass
+WORKER_BATCH = 2  # ...when the descriptor worker computes them: small batches keep it busy while frames go on
+# (a batched pass costs ~the same per chip; a big last batch would be waited for at the end of the clip)
+MAX_IN_FLIGHT = 32  # chips handed to the embedding thread and not yet resolved (memory: ~67 kB each)
 EMBED_THREAD = True  # batches run in a second thread, overlapping the detector (which releases the GIL)
+EMBED_WORKER = True  # ...and that thread sends them to the descriptor worker process when the encoder has one
+# (also off with STORYENGINE_DESCRIPTOR_WORKER=0)
 _RESOLVE = threading.Lock()  # attach/resolve of pending embeddings across the two threads
 SIG_SIZE = 32
 CROP_REUSE_TOL = 3.0 / 255  # the grey-crop fallback (encoders without align): the previous, stricter rule
@@ -133,7 +140,7 @@ class FaceTracker:
     detect_stride: int = 8
     reuse_tol: float | None = None  # None: REUSE_TOL for aligned chips, CROP_REUSE_TOL for grey crops
     refresh_every: int | None = None  # None: REFRESH_EVERY (read when the tracker is made)
-    batch: int | None = None  # None: EMBED_BATCH
+    batch: int | None = None  # None: EMBED_BATCH (at most WORKER_BATCH with the descriptor worker)
     tracks: list[_Track] = field(default_factory=list)
     since_detect: int = 10**9
     stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0, "batches": 0})
@@ -146,7 +153,16 @@ class FaceTracker:
         if self.reuse_tol is None:
             self.reuse_tol = REUSE_TOL if self._aligned else CROP_REUSE_TOL
         self.refresh_every = max(1, self.refresh_every if self.refresh_every is not None else REFRESH_EVERY)
+        explicit = self.batch is not None
         self.batch = max(1, self.batch if self.batch is not None else EMBED_BATCH)
+        self._remote = False
+        if self._aligned and EMBED_THREAD and EMBED_WORKER and getattr(self.encoder, "descriptor_worker", False):
+            from .encoders import descriptor_worker
+
+            self._remote = descriptor_worker.available()
+            if self._remote:
+                self.batch = self.batch if explicit else min(self.batch, WORKER_BATCH)
+                descriptor_worker.prestart()  # the model loads on the other core while the first frames are decoded
 
     def _embed(self, frame: np.ndarray, box: Box, prev: _Track | None, source: str) -> tuple[Observation, _Track]:
         obs = Observation(box, None, source)  # type: ignore[arg-type]  # vector filled in now or by the batch
@@ -193,8 +209,11 @@ class FaceTracker:
         pending, self._pending = self._pending, []
         self.stats["batches"] += 1
 
+        chips = [e.chip for e in pending]
+
         def run() -> None:
-            for e, v in zip(pending, self.encoder.embed_chips([e.chip for e in pending])):
+            vs = self.encoder.embed_chips(chips, worker=True) if self._remote else self.encoder.embed_chips(chips)
+            for e, v in zip(pending, vs):
                 e.resolve(v)
 
         if not EMBED_THREAD:
@@ -204,16 +223,16 @@ class FaceTracker:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storyengine-embed")
-        self._futures.append(self._pool.submit(run))
-        while len(self._futures) > 2 or (self._futures and self._futures[0].done()):
-            self._futures.pop(0).result()  # at most 2 batches in flight: memory stays bounded (≤ 3 × batch chips)
+        self._futures.append((self._pool.submit(run), len(chips)))
+        while self._futures and (self._futures[0][0].done() or sum(n for _, n in self._futures) > max(MAX_IN_FLIGHT, self.batch)):
+            self._futures.pop(0)[0].result()  # memory stays bounded: at most MAX_IN_FLIGHT chips queued
 
     def flush(self) -> None:
         """Compute the pending embeddings and wait for every batch: each observation then holds its vector."""
         self._submit()
         futures, self._futures = self._futures, []
         try:
-            for f in futures:
+            for f, _ in futures:
                 f.result()  # re-raises an embedding error here
         finally:
             if self._pool is not None:

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -20,6 +19,131 @@ from storyengine import media, tracking
 from storyengine.encoders import descriptor_worker as dw
 from storyengine.errors import MediaError
 from storyengine.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def enc():
+    from storyengine.plugins import get_encoder
+
+    return get_encoder("dlib-face", Settings())
+
+
+@pytest.fixture(scope="module")
+def chips(enc):
+    out = []
+    for p in E.reference_photos():
+        out.append(enc.align(p, enc.detect(p)[0][0]))
+    out.append(enc.align(E.sources()["hopper"], enc.detect(E.sources()["hopper"])[0][0]))
+    return out
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not reaped by an init that does not reap, is not running)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
+
+
+def _not_our_zombie(pid: int) -> bool:
+    """``pid`` is not an unreaped child of this process."""
+    try:
+        got, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # already reaped (or not ours)
+    return got == 0 and _running(pid)
+
+
+# ------------------------------------------------------------------ the descriptor worker process
+def test_worker_vectors_equal_in_process(enc, chips):
+    here = enc.embed_chips(chips)
+    there = enc.embed_chips(chips, worker=True)
+    assert dw._WORKER is not None and dw._WORKER.alive()  # it really went through the worker
+    assert there.shape == (len(chips), 128) and there.dtype == np.float32
+    assert np.array_equal(here, there)  # bit for bit: same model, same batch, normalised the same way
+    one = enc.embed_chips(chips[-1:], worker=True)[0]
+    assert np.abs(one - here[-1]).max() < 1e-6
+    assert float(np.dot(there[0], there[3])) < 0.9  # the astronaut and Grace Hopper stay apart
+
+
+def test_worker_death_is_a_clear_error_then_a_fallback_and_a_restart(enc, chips, caplog):
+    enc.embed_chips(chips[:1], worker=True)
+    w = dw._WORKER
+    old = w.pid
+    os.kill(old, signal.SIGKILL)
+    with pytest.raises(dw.WorkerDied, match=rf"descriptor worker \(pid {old}\) .*exit status -9"):
+        w.compute(chips[:2])
+    assert _not_our_zombie(old) and not _running(old)
+    os.kill(dw.worker().pid, signal.SIGKILL)  # the restarted one dies too, mid-use by the encoder
+    died = dw._WORKER.pid
+    with caplog.at_level(logging.WARNING, logger="storyengine"):
+        got = enc.embed_chips(chips, worker=True)  # computed in this process instead
+    assert np.array_equal(got, enc.embed_chips(chips))
+    assert any(f"pid {died}" in r.getMessage() and "in this process" in r.getMessage() for r in caplog.records)
+    again = enc.embed_chips(chips[:1], worker=True)  # a new worker next time
+    assert dw._WORKER.pid not in (old, died) and dw._WORKER.alive() and np.array_equal(again[0], got[0])
+
+
+def test_worker_ignores_sigint_and_leaves_no_process(enc, chips):
+    enc.embed_chips(chips[:1], worker=True)
+    pid = dw._WORKER.pid
+    os.kill(pid, signal.SIGINT)  # what Ctrl-C sends to the whole foreground process group
+    time.sleep(0.2)
+    assert np.array_equal(enc.embed_chips(chips[:2], worker=True), enc.embed_chips(chips[:2]))
+    assert dw._WORKER.pid == pid
+    dw.shutdown()
+    assert dw._WORKER is None and not _running(pid) and _not_our_zombie(pid)
+
+
+def test_worker_exits_when_its_parent_dies(tmp_path):
+    code = ("import sys; from storyengine.encoders import descriptor_worker as dw; import numpy as np; "
+            "dw.descriptors([np.zeros((150, 150, 3), np.uint8)]); print(dw._WORKER.pid, flush=True); "
+            "import time; time.sleep(120)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    try:
+        pid = int(parent.stdout.readline())
+        assert _running(pid)
+        parent.kill()  # no atexit: only the closed pipe tells the worker
+        parent.wait()
+        deadline = time.time() + 15
+        while _running(pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _running(pid)
+    finally:
+        parent.kill()
+        parent.stdout.close()
+
+
+def test_tracker_uses_the_worker_with_the_same_scores(enc, monkeypatch):
+    from storyengine.consistency import Reference, derive_bound, score_frames
+    from storyengine.encoders.base import l2n
+
+    vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
+    b, src = derive_bound(enc, vecs)
+    ref = Reference("mara", enc, vecs, l2n(vecs.mean(axis=0)), b, src)
+    clip = E.make_clip("swap", 16, other="hopper", span=(6, 9))
+    runs = {}
+    for on in (False, True):
+        monkeypatch.setattr(tracking, "EMBED_WORKER", on)
+        runs[on] = score_frames(clip.frames, [ref], fps=12, num_frames=16, mode="full", detect_stride=8)
+    calls = []
+    monkeypatch.setattr(dw, "descriptors", lambda c, _f=dw.descriptors: calls.append(len(c)) or _f(c))
+    again = score_frames(clip.frames, [ref], fps=12, num_frames=16, mode="full", detect_stride=8)
+    assert sum(calls) == again.stats["embed"] > 0 and max(calls) <= tracking.WORKER_BATCH  # every embedding went there
+    assert [(s.index, s.similarity, s.drifted) for s in runs[True].scores] == \
+        [(s.index, s.similarity, s.drifted) for s in runs[False].scores] == [(s.index, s.similarity, s.drifted) for s in again.scores]
+    assert [s.index for s in again.scores if s.drifted] == list(range(6, 10))
+
+
+def test_worker_can_be_turned_off(enc, monkeypatch):
+    monkeypatch.setenv("STORYENGINE_DESCRIPTOR_WORKER", "0")
+    t = tracking.FaceTracker(enc)
+    assert not t._remote and t.batch == tracking.EMBED_BATCH
+    monkeypatch.setenv("STORYENGINE_DESCRIPTOR_WORKER", "1")
+    t = tracking.FaceTracker(enc)
+    assert t._remote and t.batch == min(tracking.EMBED_BATCH, tracking.WORKER_BATCH)
 
 
 # ------------------------------------------------------------------ decoding in-process
