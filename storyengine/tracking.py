@@ -20,6 +20,14 @@ batch runs, at the latest on :meth:`FaceTracker.flush`. Batches run in a second 
 (:mod:`storyengine.encoders.descriptor_worker`, ``EMBED_WORKER``) and waits on its pipe with the GIL
 released: the descriptors run on the second core while this thread decodes, detects and aligns.
 
+A frame whose full detection found no face is remembered as a small grey picture; the next
+frames are not detected again while they stay the same picture (no 8x8-pixel cell of the 64 px
+wide grey frame changes by ``EMPTY_TOL`` or more, compared with the frame that was detected, so a
+slow change accumulates), and a full detection runs at least every ``detect_stride`` frames anyway
+(the delay with which a new face is found while others are tracked). Never detect twice on an
+unchanged frame: a take with no detectable face costs one detection per ``detect_stride`` frames
+instead of one (with dlib's upsampled retry) per frame. Counted as ``empty_skip``.
+
 Encoders with ``detect``/``embed_box`` but no ``align``/``embed_chips`` use a grey crop of the box
 as the signature and are embedded one face at a time. Encoders without ``detect``/``embed_box``
 (appearance encoders that search windows) are embedded per scored frame, reusing the previous
@@ -53,6 +61,12 @@ EMBED_WORKER = True  # ...and that thread sends them to the descriptor worker pr
 _RESOLVE = threading.Lock()  # attach/resolve of pending embeddings across the two threads
 SIG_SIZE = 32
 CROP_REUSE_TOL = 3.0 / 255  # the grey-crop fallback (encoders without align): the previous, stricter rule
+EMPTY_TOL = 24 / 255  # largest change of any 8x8 cell (mean |difference| of the 64-wide grey frame, 0-1) under
+# which a frame where no face was found counts as the same picture. Measured on the 2-day demo's takes (camera
+# moves, the anonymiser's blur boxes jump): up to 23.7/255 against the last detected frame within a stride; a
+# 60 px face appearing: 19-32/255, a large one 58-65/255. A face this misses is found by the next full
+# detection (at most detect_stride - 1 frames late: the delay of a new face while others are tracked).
+EMPTY_W, EMPTY_CELL = 64, 8
 ROI_MARGIN = 0.5  # the tracking window extends the last box by this fraction of its size on every side
 ROI_FACE_PX = 110  # a tracked face is looked for in its window scaled so the face is about this high (dlib's
 # HOG window is 80 px: a 240 px face found at 110 px costs ~1/5 of the pixels; the box is scaled back and the
@@ -143,7 +157,10 @@ class FaceTracker:
     batch: int | None = None  # None: EMBED_BATCH (at most WORKER_BATCH with the descriptor worker)
     tracks: list[_Track] = field(default_factory=list)
     since_detect: int = 10**9
-    stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0, "batches": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0, "batches": 0,
+                                                            "empty_skip": 0})
+    _empty: np.ndarray | None = None  # small grey picture of the last fully detected frame that had no face
+    _empty_age: int = 0  # frames since it
     _pending: list[_Embedding] = field(default_factory=list)
     _pool: Any = None  # the embedding thread (EMBED_THREAD), made on the first batch
     _futures: list = field(default_factory=list)
@@ -242,6 +259,11 @@ class FaceTracker:
     def observe(self, frame: np.ndarray) -> list[Observation]:
         """Observations of one frame; with batching their vectors may be filled in later (by :meth:`flush`)."""
         h, w = frame.shape[:2]
+        if not self.tracks and self._empty is not None and self._empty_age + 1 < self.detect_stride:
+            if _cells_changed(_empty_sig(frame), self._empty) < EMPTY_TOL:
+                self._empty_age += 1
+                self.stats["empty_skip"] += 1
+                return []  # the same picture in which the last full detection found nobody
         if not self.tracks or self.since_detect + 1 >= self.detect_stride:
             return self._full(frame)
         self.since_detect += 1
@@ -289,7 +311,24 @@ class FaceTracker:
             out.append(obs)
             tracks.append(nt)
         self.tracks = tracks
+        self._empty, self._empty_age = (None, 0) if tracks else (_empty_sig(frame), 0)
         return out
+
+
+def _empty_sig(frame: np.ndarray) -> np.ndarray:
+    """The 64 px wide grey picture an empty-frame skip compares (0-1)."""
+    h, w = frame.shape[:2]
+    g = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+    return cv2.resize(g, (EMPTY_W, max(EMPTY_CELL, round(EMPTY_W * h / w))), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _cells_changed(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest mean |difference| over 8x8 cells of two small pictures (inf when their shapes differ)."""
+    if a.shape != b.shape:
+        return float("inf")
+    d = np.abs(a - b)
+    ch, cw = max(1, d.shape[0] // EMPTY_CELL), max(1, d.shape[1] // EMPTY_CELL)
+    return float(cv2.resize(d, (cw, ch), interpolation=cv2.INTER_AREA).max())
 
 
 @dataclass

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -144,6 +145,70 @@ def test_worker_can_be_turned_off(enc, monkeypatch):
     monkeypatch.setenv("STORYENGINE_DESCRIPTOR_WORKER", "1")
     t = tracking.FaceTracker(enc)
     assert t._remote and t.batch == min(tracking.EMBED_BATCH, tracking.WORKER_BATCH)
+
+
+# ------------------------------------------------------------------ frames with nobody in them
+def _faceless(img: np.ndarray) -> np.ndarray:
+    """``img`` with the face blurred away, as the anonymiser leaves an impostor's."""
+    x0, y0, x1, y1 = E._face_box("_base")
+    m = (x1 - x0) // 2
+    out = img.copy()
+    y0, y1, x0, x1 = max(0, y0 - m), y1 + m, max(0, x0 - m), x1 + m
+    out[y0:y1, x0:x1] = cv2.GaussianBlur(out[y0:y1, x0:x1], (0, 0), 25)
+    return out
+
+
+def test_empty_frames_are_detected_once_per_stride_and_a_face_that_appears_is_found(enc, monkeypatch):
+    base = E.base_frame()
+    blank = _faceless(base)
+    assert not enc.detect(E._camera(blank, 0.0))  # nobody, even with the upsampled retry
+    n, appear = 20, 13
+    frames = [np.ascontiguousarray(E._camera(blank if i < appear else base, 0.002 * i)) for i in range(n)]
+    found, default = {}, tracking.EMPTY_TOL
+    for tol in (default, 0.0):  # 0: the skip never applies (the naive behaviour)
+        monkeypatch.setattr(tracking, "EMPTY_TOL", tol)
+        t = tracking.FaceTracker(enc, detect_stride=8)
+        found[tol] = [len(t.observe(f)) for f in frames]
+        t.flush()
+        found[tol] = (found[tol], dict(t.stats))
+    (seen, stats), (seen0, stats0) = found[default], found[0.0]
+    assert seen == seen0 == [0] * appear + [1] * (n - appear)  # the face is found on the frame it appears
+    assert stats0["empty_skip"] == 0 and stats0["detect"] >= appear + 1
+    # the blank frames: a detection on frame 0 and 8 (stride), the rest skipped; the face's frame is detected
+    assert stats["empty_skip"] == appear - 2 and stats["detect"] == stats0["detect"] - (appear - 2)
+
+
+def test_empty_frame_skip_keeps_the_verdict(enc, monkeypatch, tmp_path):
+    from storyengine.consistency import Reference, check, derive_bound
+    from storyengine.encoders.base import l2n
+
+    vecs = np.stack([enc.embed(p)[0].vector for p in E.reference_photos()])
+    b, src = derive_bound(enc, vecs)
+    ref = Reference("mara", enc, vecs, l2n(vecs.mean(axis=0)), b, src)
+    blank = _faceless(E.base_frame())
+    path = tmp_path / "nobody-then-her.mp4"
+    with media.VideoWriter(path, E.W, E.H, E.FPS, crf=16, preset="veryfast") as w:
+        for i in range(24):
+            w.write(np.ascontiguousarray(E._camera(blank if i < 16 else E.base_frame(), 0.002 * i)))
+    res = {}
+    for tol in (tracking.EMPTY_TOL, 0.0):
+        monkeypatch.setattr(tracking, "EMPTY_TOL", tol)
+        res[tol] = check(path, [ref], settings=Settings(check_mode="full", detect_stride=8))
+    new, old = res.values()
+    assert new.stats["empty_skip"] == 14 and old.stats["empty_skip"] == 0  # frames 1-7 and 9-15: the same picture
+    assert [(s.index, s.similarity) for s in new.scores] == [(s.index, s.similarity) for s in old.scores]
+    assert [s.index for s in new.scores if s.similarity is not None] == list(range(16, 24))
+    assert new.verdict.decision == old.verdict.decision and new.verdict.reason == old.verdict.reason
+
+
+def test_a_changing_empty_frame_is_detected_again(enc):
+    blank = _faceless(E.base_frame())
+    t = tracking.FaceTracker(enc, detect_stride=8)
+    t.observe(np.ascontiguousarray(E._camera(blank, 0.0)))
+    dark = np.ascontiguousarray(E._camera(blank, 0.0))
+    dark[:60, :60] = 0  # one corner changed: not the same picture
+    t.observe(dark)
+    assert t.stats["detect"] == 2 and t.stats["empty_skip"] == 0
 
 
 # ------------------------------------------------------------------ decoding in-process
