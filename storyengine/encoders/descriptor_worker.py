@@ -222,8 +222,11 @@ def _serve() -> int:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which closes our stdin
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but replies on the pipe
+    inp = sys.stdin.buffer
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "wb")  # the replies' pipe, on its own descriptor
+    os.dup2(2, 1)  # anything a library prints (Python or C) goes to stderr, never into the replies
+    sys.stdout = sys.stderr
     try:
         import dlib
 
