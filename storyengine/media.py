@@ -1,6 +1,6 @@
-"""Video I/O: frames stream in and out through the ffmpeg binary that imageio-ffmpeg ships; files are
-probed and counted in-process with PyAV (FFmpeg's libraries in its wheel). No system ffmpeg or ffprobe
-is used, and no frame list is ever held.
+"""Video I/O: frames are encoded through the ffmpeg binary that imageio-ffmpeg ships; files are
+decoded, probed and counted in-process with PyAV (FFmpeg's libraries in its wheel). No system ffmpeg
+or ffprobe is used, and no frame list is ever held.
 """
 
 from __future__ import annotations
@@ -120,45 +120,60 @@ class VideoWriter:
 
 
 def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Yield the RGB uint8 frames of a video file one at a time.
+    """Yield the RGB uint8 frames of a video file one at a time, decoded in-process with PyAV.
 
-    ``size`` (width, height) scales frames on decode; default is the file's own size.
-    ``max_frames`` stops decoding early. Closing the generator early stops ffmpeg cleanly.
+    ``size`` (width, height) scales frames on decode with FFmpeg's own ``scale`` filter
+    (``flags=bicubic``, then ``format=rgb24``: the pixels the ``ffmpeg -vf scale=W:H:flags=bicubic``
+    pipe gave); default is the file's own size. ``max_frames`` stops decoding early. Closing the
+    generator early closes the file. Every decoded frame is yielded (the count ``count_frames``
+    reports; no frame-rate conversion). Errors are :class:`MediaError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"video not found: {path}")
-    info = probe(path)
-    v = video_stream(info, path)
-    w, h = size or (int(v["width"]), int(v["height"]))
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path)]
-    if size:
-        cmd += ["-vf", f"scale={w}:{h}:flags=bicubic"]
-    if max_frames is not None:
-        cmd += ["-frames:v", str(int(max_frames))]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    nbytes = w * h * 3
-    finished = False
-    try:
-        assert proc.stdout is not None
-        while True:
-            buf = proc.stdout.read(nbytes)
-            if len(buf) < nbytes:
-                finished = True
-                break
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
-    finally:
-        if not finished:
-            proc.kill()  # the consumer stopped early: not an error
-        if proc.stdout:
-            proc.stdout.close()
-        err = proc.stderr.read() if proc.stderr else b""
-        if proc.stderr:
-            proc.stderr.close()
-        rc = proc.wait()
-        if finished and rc != 0:
-            raise MediaError(f"ffmpeg failed decoding {path} (exit {rc}): {_tail(err)}")
+    av = _av()
+    if max_frames is not None and int(max_frames) <= 0:
+        return
+    n = 0
+    with _open(path) as c:
+        if not c.streams.video:
+            raise MediaError(f"no video stream in {path}")
+        st = c.streams.video[0]
+        st.thread_type = "AUTO"  # frame + slice threads: ~2 ms a 640x480 frame instead of ~2.8 through a pipe
+        graph = sink = None
+        if size:
+            w, h = int(size[0]), int(size[1])
+            if w <= 0 or h <= 0:
+                raise MediaError(f"cannot scale {path} to {w}x{h}: width and height must be positive")
+            graph = av.filter.Graph()
+            src = graph.add_buffer(template=st)
+            scale = graph.add("scale", f"{w}:{h}:flags=bicubic")
+            fmt = graph.add("format", "rgb24")
+            sink = graph.add("buffersink")
+            src.link_to(scale)
+            scale.link_to(fmt)
+            fmt.link_to(sink)
+            graph.configure()
+        try:
+            for frame in c.decode(st):
+                if graph is None:
+                    yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                    n += 1
+                else:
+                    graph.push(frame)
+                    while True:
+                        try:
+                            out = graph.pull()
+                        except (av.BlockingIOError, av.EOFError):
+                            break
+                        yield np.ascontiguousarray(out.to_ndarray())  # rows may be padded: one block, as before
+                        n += 1
+                        if max_frames is not None and n >= max_frames:
+                            return
+                if max_frames is not None and n >= max_frames:
+                    return
+        except av.FFmpegError as e:
+            raise MediaError(f"cannot decode {path} (after frame {n}): {e}") from None
 
 
 def _ratio(r: Fraction | None) -> str:

@@ -15,8 +15,18 @@ reused (``source="reused"``); a fresh embedding is forced at least every ``refre
 frames regardless. The embeddings that remain are computed in batches of up to ``batch`` chips
 (one forward pass), streaming: observations whose vector is pending are filled in when their
 batch runs, at the latest on :meth:`FaceTracker.flush`. Batches run in a second thread
-(``EMBED_THREAD``): dlib's descriptor holds the GIL, its detector releases it, so the next frames'
-detection overlaps the descriptors on the second core.
+(``EMBED_THREAD``). dlib's descriptor holds the GIL, so for encoders that offer it
+(``descriptor_worker``: dlib-face) that thread hands each batch to a persistent worker *process*
+(:mod:`storyengine.encoders.descriptor_worker`, ``EMBED_WORKER``) and waits on its pipe with the GIL
+released: the descriptors run on the second core while this thread decodes, detects and aligns.
+
+A frame whose full detection found no face is remembered as a small grey picture; the next
+frames are not detected again while they stay the same picture (no 8x8-pixel cell of the 64 px
+wide grey frame changes by ``EMPTY_TOL`` or more, compared with the frame that was detected, so a
+slow change accumulates), and a full detection runs at least every ``detect_stride`` frames anyway
+(the delay with which a new face is found while others are tracked). Never detect twice on an
+unchanged frame: a take with no detectable face costs one detection per ``detect_stride`` frames
+instead of one (with dlib's upsampled retry) per frame. Counted as ``empty_skip``.
 
 Encoders with ``detect``/``embed_box`` but no ``align``/``embed_chips`` use a grey crop of the box
 as the signature and are embedded one face at a time. Encoders without ``detect``/``embed_box``
@@ -40,12 +50,25 @@ Box = tuple[int, int, int, int]
 # signature difference of the same face between frames (pan, rotation, JPEG, landmark jitter) is
 # 0.003-0.03; a pasted face of someone else is 0.16-0.25; a morph adds ~0.007 per frame of 24.
 REUSE_TOL = 0.02  # mean absolute difference (0-1) of 32x32 grey aligned chips under which a vector is reused
-REFRESH_EVERY = 8  # a fresh embedding at least every this many frames per face, whatever the chips say
+REFRESH_EVERY = 16  # a fresh embedding at least every this many frames per face, whatever the chips say (8 until
+# speed pass 2: 16 halves the descriptors of a steady face; bench_checker agreement unchanged (0.0046, the same 13
+# frames, 8 embeddings instead of 15), eval_checker full mode unchanged (59/60 and 60/60 flagged, 0/230 rejected))
 EMBED_BATCH = 8  # chips per batched forward pass
+WORKER_BATCH = 2  # ...when the descriptor worker computes them: small batches keep it busy while frames go on
+# (a batched pass costs ~the same per chip; a big last batch would be waited for at the end of the clip)
+MAX_IN_FLIGHT = 32  # chips handed to the embedding thread and not yet resolved (memory: ~67 kB each)
 EMBED_THREAD = True  # batches run in a second thread, overlapping the detector (which releases the GIL)
+EMBED_WORKER = True  # ...and that thread sends them to the descriptor worker process when the encoder has one
+# (also off with STORYENGINE_DESCRIPTOR_WORKER=0)
 _RESOLVE = threading.Lock()  # attach/resolve of pending embeddings across the two threads
 SIG_SIZE = 32
 CROP_REUSE_TOL = 3.0 / 255  # the grey-crop fallback (encoders without align): the previous, stricter rule
+EMPTY_TOL = 24 / 255  # largest change of any 8x8 cell (mean |difference| of the 64-wide grey frame, 0-1) under
+# which a frame where no face was found counts as the same picture. Measured on the 2-day demo's takes (camera
+# moves, the anonymiser's blur boxes jump): up to 23.7/255 against the last detected frame within a stride; a
+# 60 px face appearing: 19-32/255, a large one 58-65/255. A face this misses is found by the next full
+# detection (at most detect_stride - 1 frames late: the delay of a new face while others are tracked).
+EMPTY_W, EMPTY_CELL = 64, 8
 ROI_MARGIN = 0.5  # the tracking window extends the last box by this fraction of its size on every side
 ROI_FACE_PX = 110  # a tracked face is looked for in its window scaled so the face is about this high (dlib's
 # HOG window is 80 px: a 240 px face found at 110 px costs ~1/5 of the pixels; the box is scaled back and the
@@ -133,10 +156,13 @@ class FaceTracker:
     detect_stride: int = 8
     reuse_tol: float | None = None  # None: REUSE_TOL for aligned chips, CROP_REUSE_TOL for grey crops
     refresh_every: int | None = None  # None: REFRESH_EVERY (read when the tracker is made)
-    batch: int | None = None  # None: EMBED_BATCH
+    batch: int | None = None  # None: EMBED_BATCH (at most WORKER_BATCH with the descriptor worker)
     tracks: list[_Track] = field(default_factory=list)
     since_detect: int = 10**9
-    stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0, "batches": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {"detect": 0, "roi": 0, "embed": 0, "reuse": 0, "batches": 0,
+                                                            "empty_skip": 0})
+    _empty: np.ndarray | None = None  # small grey picture of the last fully detected frame that had no face
+    _empty_age: int = 0  # frames since it
     _pending: list[_Embedding] = field(default_factory=list)
     _pool: Any = None  # the embedding thread (EMBED_THREAD), made on the first batch
     _futures: list = field(default_factory=list)
@@ -146,7 +172,16 @@ class FaceTracker:
         if self.reuse_tol is None:
             self.reuse_tol = REUSE_TOL if self._aligned else CROP_REUSE_TOL
         self.refresh_every = max(1, self.refresh_every if self.refresh_every is not None else REFRESH_EVERY)
+        explicit = self.batch is not None
         self.batch = max(1, self.batch if self.batch is not None else EMBED_BATCH)
+        self._remote = False
+        if self._aligned and EMBED_THREAD and EMBED_WORKER and getattr(self.encoder, "descriptor_worker", False):
+            from .encoders import descriptor_worker
+
+            self._remote = descriptor_worker.available()
+            if self._remote:
+                self.batch = self.batch if explicit else min(self.batch, WORKER_BATCH)
+                descriptor_worker.prestart()  # the model loads on the other core while the first frames are decoded
 
     def _embed(self, frame: np.ndarray, box: Box, prev: _Track | None, source: str) -> tuple[Observation, _Track]:
         obs = Observation(box, None, source)  # type: ignore[arg-type]  # vector filled in now or by the batch
@@ -193,8 +228,11 @@ class FaceTracker:
         pending, self._pending = self._pending, []
         self.stats["batches"] += 1
 
+        chips = [e.chip for e in pending]
+
         def run() -> None:
-            for e, v in zip(pending, self.encoder.embed_chips([e.chip for e in pending])):
+            vs = self.encoder.embed_chips(chips, worker=True) if self._remote else self.encoder.embed_chips(chips)
+            for e, v in zip(pending, vs):
                 e.resolve(v)
 
         if not EMBED_THREAD:
@@ -204,16 +242,16 @@ class FaceTracker:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storyengine-embed")
-        self._futures.append(self._pool.submit(run))
-        while len(self._futures) > 2 or (self._futures and self._futures[0].done()):
-            self._futures.pop(0).result()  # at most 2 batches in flight: memory stays bounded (≤ 3 × batch chips)
+        self._futures.append((self._pool.submit(run), len(chips)))
+        while self._futures and (self._futures[0][0].done() or sum(n for _, n in self._futures) > max(MAX_IN_FLIGHT, self.batch)):
+            self._futures.pop(0)[0].result()  # memory stays bounded: at most MAX_IN_FLIGHT chips queued
 
     def flush(self) -> None:
         """Compute the pending embeddings and wait for every batch: each observation then holds its vector."""
         self._submit()
         futures, self._futures = self._futures, []
         try:
-            for f in futures:
+            for f, _ in futures:
                 f.result()  # re-raises an embedding error here
         finally:
             if self._pool is not None:
@@ -223,6 +261,11 @@ class FaceTracker:
     def observe(self, frame: np.ndarray) -> list[Observation]:
         """Observations of one frame; with batching their vectors may be filled in later (by :meth:`flush`)."""
         h, w = frame.shape[:2]
+        if not self.tracks and self._empty is not None and self._empty_age + 1 < self.detect_stride:
+            if _cells_changed(_empty_sig(frame), self._empty) < EMPTY_TOL:
+                self._empty_age += 1
+                self.stats["empty_skip"] += 1
+                return []  # the same picture in which the last full detection found nobody
         if not self.tracks or self.since_detect + 1 >= self.detect_stride:
             return self._full(frame)
         self.since_detect += 1
@@ -270,7 +313,24 @@ class FaceTracker:
             out.append(obs)
             tracks.append(nt)
         self.tracks = tracks
+        self._empty, self._empty_age = (None, 0) if tracks else (_empty_sig(frame), 0)
         return out
+
+
+def _empty_sig(frame: np.ndarray) -> np.ndarray:
+    """The 64 px wide grey picture an empty-frame skip compares (0-1)."""
+    h, w = frame.shape[:2]
+    g = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+    return cv2.resize(g, (EMPTY_W, max(EMPTY_CELL, round(EMPTY_W * h / w))), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _cells_changed(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest mean |difference| over 8x8 cells of two small pictures (inf when their shapes differ)."""
+    if a.shape != b.shape:
+        return float("inf")
+    d = np.abs(a - b)
+    ch, cw = max(1, d.shape[0] // EMPTY_CELL), max(1, d.shape[1] // EMPTY_CELL)
+    return float(cv2.resize(d, (cw, ch), interpolation=cv2.INTER_AREA).max())
 
 
 @dataclass

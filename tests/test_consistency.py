@@ -162,7 +162,7 @@ def test_static_clip_reuses_vectors_between_refreshes(ref):
     fresh = [i for i, s in enumerate(src) if s != "reused"]
     assert fresh == list(range(0, N, tracking.REFRESH_EVERY))
     assert src.count("reused") == N - len(fresh) and run.stats["embed"] == len(fresh)
-    assert run.stats["batches"] == -(-len(fresh) // tracking.EMBED_BATCH)  # embedded in batches, not one by one
+    assert run.stats["batches"] == -(-len(fresh) // tracking.FaceTracker(ref.encoder).batch)  # in batches, not one by one
     naive = ref.similarity(ref.encoder.embed(frames[0])[0].vector)
     assert all(abs(s.similarity - naive) < 1e-4 and not s.drifted for s in run.scores)
 

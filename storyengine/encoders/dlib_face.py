@@ -7,6 +7,7 @@ descriptor, with the weights shipped by the ``face-recognition-models`` package 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,6 +17,7 @@ from ..errors import EncoderError
 from .base import Detection, Encoder, l2n
 
 CHIP_SIZE, CHIP_PADDING = 150, 0.25  # what compute_face_descriptor(img, shape) aligns to
+_log = logging.getLogger("storyengine")
 
 
 def models_dir() -> Path:
@@ -37,6 +39,7 @@ class DlibFaceEncoder(Encoder):
     # Different people measured here: 0.80-0.89 (astronaut vs Grace Hopper: 0.88).
     same_bound: ClassVar[float] = 0.91
     different_mean: ClassVar[float] = 0.82
+    descriptor_worker: ClassVar[bool] = True  # embed_chips(..., worker=True) may run in a second process
 
     def __init__(self, upsample: int = 0, min_face: int = 40) -> None:
         try:
@@ -74,10 +77,24 @@ class DlibFaceEncoder(Encoder):
         shape = self._shape(img, self._dlib.rectangle(*[int(v) for v in box]))
         return self._dlib.get_face_chip(img, shape, CHIP_SIZE, CHIP_PADDING)
 
-    def embed_chips(self, chips: list[np.ndarray]) -> np.ndarray:
-        """Descriptors of aligned chips (:meth:`align`) in one batched forward pass: (n, 128), L2-normalised."""
+    def embed_chips(self, chips: list[np.ndarray], *, worker: bool = False) -> np.ndarray:
+        """Descriptors of aligned chips (:meth:`align`) in one batched forward pass: (n, 128), L2-normalised.
+
+        ``worker=True`` computes them in the descriptor worker process (:mod:`.descriptor_worker`: the
+        same model, the same numbers) so that the calling thread releases the GIL meanwhile; if the
+        worker is off, cannot start or dies, they are computed here instead.
+        """
         if not chips:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if worker:
+            from . import descriptor_worker as dw
+
+            if dw.available():
+                try:
+                    return np.stack([l2n(v) for v in dw.descriptors(chips)])
+                except dw.WorkerDied as e:
+                    _log.warning("%s; computing these %d descriptors in this process (a new worker starts next time)",
+                                 e, len(chips))
         vs = self._rec.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return np.stack([l2n(np.array(v, dtype=np.float32)) for v in vs])
 
