@@ -146,3 +146,19 @@ def test_a_stranger_lookalike_is_flagged_by_the_background_bound_while_her_own_v
         sims[k] = r.similarity(v)
         assert r.judge(v) == (False, None), f"{k}: {sims[k]:.3f} < {r.bound:.3f} or closer to {r.nearest_other(v)}"
     assert min(sims.values()) > r.bound + 0.02  # her own frames pass with room to spare
+
+
+def test_every_background_source_is_documented_and_can_be_chosen():
+    from pathlib import Path
+
+    from storyengine.plugins import get_encoder
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "encoders.md").read_text()
+    for s in cohort.BACKGROUND:
+        assert f"| `{s.name}` |" in doc, f"{s.name} is not in docs/encoders.md's table of background sources"
+        assert "public domain" in s.licence or "no separate image licence stated" in s.licence, s.name
+    assert cohort.LFW_SOURCES == ("skimage/lfw_subset",) and "skimage/lfw_subset" not in cohort.PACKAGE_PHOTOS
+    enc = get_encoder("dlib-face", Settings())
+    photos = cohort.background_vectors(None, enc, sources=cohort.PACKAGE_PHOTOS)
+    assert len(photos) == 9 and not any(n.startswith("skimage/lfw_subset") for n, _ in photos)
+    assert all(v.shape == (1, 128) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-4 for _, v in photos)
