@@ -76,6 +76,15 @@ class Reference:
         u = l2n(v)
         return max(((name, float(np.max(vecs @ u))) for name, vecs in self.cohort), key=lambda t: t[1])
 
+    def judge(self, v: np.ndarray) -> tuple[bool, str | None]:
+        """(drifted, lookalike) for one face vector: below the bound, or at least as close to a cohort identity
+        as to the character (the nearest-identity rule; ``lookalike`` names who). The one rule ``check`` and
+        ``scripts/eval_checker.py`` both apply."""
+        s = self.similarity(v)
+        near = self.nearest_other(v)
+        look = near[0] if near is not None and near[1] >= s else None
+        return s < self.bound or look is not None, look
+
     def centroid_similarity(self, v: np.ndarray) -> float:
         return float(self.centroid @ l2n(v))
 
@@ -176,15 +185,13 @@ def _score(index: int, time: float, rs: list[Reference], obs: list[Observation],
             continue
         s, o = assigned[r.handle]
         c = r.centroid_similarity(o.vector)
-        # nearest-identity rule: a face at least as close to someone in the cohort as to the character
-        # is that someone (a lookalike), whatever the bound says
-        near = r.nearest_other(o.vector)
-        look = near[0] if near is not None and near[1] >= s else None
+        # below the bound, or at least as close to someone in the cohort as to the character (a lookalike)
+        drifted, look = r.judge(o.vector)
         if mode == "sampled":
             s, c = max(0.0, s), max(0.0, c)
         out.append((FrameScore(index=index, time=round(time, 4), character=r.handle, encoder=r.encoder.name,
                                similarity=round(s, 5), centroid=round(c, 5), box=tuple(int(v) for v in o.box),
-                               drifted=s < r.bound or look is not None, lookalike=look,
+                               drifted=drifted, lookalike=look,
                                source=o.source if mode == "full" else "detected"), o.vector))
     return out
 

@@ -33,7 +33,8 @@ def test_cohort_holds_the_other_characters_and_the_background_set_but_not_hersel
     assert not any(n.startswith("skimage/astronaut") for n in names)  # that is mara herself: left out of her cohort
     assert "nearest cohort neighbour" in r.bound_source and r.bound >= mara.bound
     # embedded once per encoder version, then read from the registry: no image is loaded or embedded again
-    assert two.db["cohort"].count == 9
+    assert sum(n.startswith("skimage/lfw_subset#") for n in names) == 100  # 100 LFW crops, one face each
+    assert two.db["cohort"].count == 109
     monkeypatch.setattr(cohort, "_MEMO", {})
     monkeypatch.setattr(type(mara.encoder), "embed", lambda *a, **k: pytest.fail("embedded again"))
     [again] = cohort.attach(two, [mara])
@@ -71,3 +72,93 @@ def test_cohort_bound_rises_above_the_nearest_neighbour_but_not_above_her_own_ph
     closer = np.array([[0.99, 0.0, 0.141, 0.0]], dtype=np.float32)
     b, _ = cohort.cohort_bound(r, [("twin", closer)])
     assert b == pytest.approx(0.95)  # capped at her own least similar pair (0.96) minus the margin
+
+
+# ---------------------------------------------------------------- a stranger lookalike and the background set
+@pytest.fixture(scope="module")
+def group():
+    """Two similar-looking men of insightface's group photo t1.jpg (faces 3 and 4 left to right, crops with margin)."""
+    from PIL import Image
+
+    from storyengine.plugins import get_encoder
+
+    enc = get_encoder("dlib-face", Settings())
+    t1 = np.asarray(Image.open(E.insightface_images() / "t1.jpg").convert("RGB"))
+    boxes = sorted((b for b, _ in enc.detect(t1)), key=lambda b: b[0])
+    out = []
+    for x0, y0, x1, y1 in boxes[3:5]:
+        m = (x1 - x0) // 2
+        out.append(np.ascontiguousarray(t1[max(0, y0 - m):y1 + m, max(0, x0 - m):x1 + m]))
+    return enc, out
+
+
+def test_a_stranger_lookalike_is_flagged_by_the_background_bound_while_her_own_variants_pass(group, tmp_path):
+    """t1-4 is the character (original, mirror, re-lit crop); t1-3, 0.913 to her photos, is a stranger: in neither
+    the series nor the background. The bound alone lets him through; the LFW background faces raise her bound above
+    her nearest neighbour, which flags him, while her rotated, re-lit, re-white-balanced, JPEG and animated frames pass."""
+    import cv2
+
+    from storyengine.backends.motion import MotionBackend
+    from storyengine.consistency import derive_bound
+    from storyengine.encoders.base import l2n
+    from storyengine.specs import CharacterRef, ShotPlan
+
+    enc, (him, her) = group
+
+    def vec(img):  # as eval_checker embeds: a face too small for the detector is looked for at twice the size
+        dets = enc.embed(np.ascontiguousarray(img)) or enc.embed(cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
+        assert dets, "no face found"
+        return max(dets, key=lambda d: d.area).vector
+
+    relit = np.clip(her[her.shape[0] // 20:, her.shape[1] // 20:].astype(np.float32) * 0.85 + 18, 0, 255).astype(np.uint8)
+    own = np.stack([vec(her), vec(her[:, ::-1]), vec(relit)])
+    b, src = derive_bound(enc, own)
+    plain = Reference("t1-4", enc, own, l2n(own.mean(axis=0)), b, src)
+    stranger = vec(him)
+    assert 0.910 <= plain.similarity(stranger) < 0.92 and b == pytest.approx(0.91)
+    assert plain.judge(stranger) == (False, None)  # the bound alone: the lookalike passes
+
+    bg = cohort.background_vectors(None, enc)
+    assert sum(n.startswith("skimage/lfw_subset#") for n, _ in bg) == 100
+    co = [(n, v) for n, v in bg if not cohort.is_herself(own, v, enc) and not cohort.is_herself(stranger[None, :], v, enc)]
+    assert len(co) == len(bg) - 2  # her own face and his face of t1.jpg are out: he is a stranger
+    r = cohort.with_cohort(plain, co)
+    assert r.bound == pytest.approx(0.941, abs=0.002) and "skimage/lfw_subset#" in r.bound_source
+    assert r.judge(stranger)[0] and r.similarity(stranger) < r.bound
+
+    h, w = her.shape[:2]
+    f = her.astype(np.float32)
+    _, jpg = cv2.imencode(".jpg", her[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 25])
+    variants = {f"rot {d}": cv2.warpAffine(her, cv2.getRotationMatrix2D((w / 2, h / 2), d, 1.0), (w, h),
+                                           borderMode=cv2.BORDER_REFLECT) for d in (-12, -6)}  # +6, +12: no face found
+    variants.update({"relit x0.6": f * 0.6, "relit x1.4": f * 1.4, "cool WB": f * [0.8, 0.95, 1.25],
+                     "jpeg 25": cv2.imdecode(jpg, cv2.IMREAD_COLOR)[:, :, ::-1]})
+    still = save(tmp_path / "her.png", her)
+    plan = ShotPlan(series="s", episode_id="e1", shot_id="a", index=0, still=str(still),
+                    characters=[CharacterRef(handle="t1-4", name="T", kind="person")],
+                    prompt="he turns his head left, then smiles", seed=1, fps=24, width=320, height=240,
+                    num_frames=12, duration=0.5, min_frames=1, backend="motion")
+    frames = list(MotionBackend().generate(plan).frames)
+    variants.update({f"animated f{i}": frames[i] for i in (3, 7, 11)})
+    sims = {}
+    for k, img in variants.items():
+        v = vec(np.clip(img, 0, 255).astype(np.uint8))
+        sims[k] = r.similarity(v)
+        assert r.judge(v) == (False, None), f"{k}: {sims[k]:.3f} < {r.bound:.3f} or closer to {r.nearest_other(v)}"
+    assert min(sims.values()) > r.bound + 0.02  # her own frames pass with room to spare
+
+
+def test_every_background_source_is_documented_and_can_be_chosen():
+    from pathlib import Path
+
+    from storyengine.plugins import get_encoder
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "encoders.md").read_text()
+    for s in cohort.BACKGROUND:
+        assert f"| `{s.name}` |" in doc, f"{s.name} is not in docs/encoders.md's table of background sources"
+        assert "public domain" in s.licence or "no separate image licence stated" in s.licence, s.name
+    assert cohort.LFW_SOURCES == ("skimage/lfw_subset",) and "skimage/lfw_subset" not in cohort.PACKAGE_PHOTOS
+    enc = get_encoder("dlib-face", Settings())
+    photos = cohort.background_vectors(None, enc, sources=cohort.PACKAGE_PHOTOS)
+    assert len(photos) == 9 and not any(n.startswith("skimage/lfw_subset") for n, _ in photos)
+    assert all(v.shape == (1, 128) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-4 for _, v in photos)
