@@ -10,7 +10,9 @@ the lookalike through. The checker therefore compares every assigned face with a
   faces in 4 photos (scikit-image's astronaut, matplotlib's Grace Hopper, insightface's Tom Hanks
   and group photo) and the 100 grey 25x25 face crops of scikit-image's ``lfw_subset`` (Labeled
   Faces in the Wild), embedded once per encoder name + version and cached in the registry table
-  ``cohort`` (a later render pays nothing; the first costs about 10 s of one core for the crops).
+  ``cohort`` (a later render pays nothing). The crops' dlib-face vectors ship with the package
+  (:func:`shipped_vectors`: embedding them costs about 10 s of one core, which every fresh workspace
+  would otherwise pay).
   Nothing is downloaded.
 
 Two rules use it (:mod:`storyengine.consistency`):
@@ -100,7 +102,8 @@ BACKGROUND: list[Source] = [
            lambda: _image(_pkg_file("insightface", "data", "images", "t1.jpg"))),
     Source("skimage/lfw_subset", "scikit-image data/lfw_subset.npy: 100 grey 25x25 face crops from Labeled Faces in the Wild",
            "LFW (University of Massachusetts, Amherst), photos of public figures collected from news sites; shipped with "
-           "scikit-image (BSD-3 code licence), no separate image licence stated — used locally, never redistributed",
+           "scikit-image (BSD-3 code licence), no separate image licence stated — the crops are used locally, never "
+           "redistributed; only their dlib-face vectors (derived numbers, no image) ship in storyengine/data/cohort",
            _lfw_subset, crops=True),
 ]
 PACKAGE_PHOTOS = tuple(s.name for s in BACKGROUND if not s.crops)
@@ -126,6 +129,63 @@ def _embed_crops(enc: Encoder, crops: np.ndarray) -> list[np.ndarray]:
         if dets:
             out.append(l2n(max(dets, key=lambda d: d.area).vector))
     return out
+
+
+SHIPPED = Path(__file__).parent / "data" / "cohort"  # crops' vectors computed ahead (scripts/cohort_vectors.py)
+
+
+def _shipped_paths(enc: Encoder, source: str) -> tuple[Path, Path]:
+    stem = f"{enc.name}-{enc.version}-{source.replace('/', '-')}"
+    return SHIPPED / f"{stem}.npy", SHIPPED / f"{stem}.json"
+
+
+def crops_sha256(crops: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(crops).tobytes() + str(crops.shape).encode()).hexdigest()
+
+
+def shipped_vectors(enc: Encoder, source: str, crops: np.ndarray) -> list[np.ndarray] | None:
+    """The vectors of a crops source as shipped in ``storyengine/data/cohort``, or None.
+
+    Embedding scikit-image's 100 LFW crops costs about 10 s of one core, which every fresh workspace
+    (and the demo) would pay; the package ships them, computed by ``scripts/cohort_vectors.py`` with
+    the same :func:`_embed_crops`. They are used only for the same encoder name and version and only
+    when the crops installed here hash to the ones they were computed from (another scikit-image
+    may ship other crops: then they are embedded here). tests/test_cohort.py re-embeds a sample and
+    compares."""
+    npy, meta = _shipped_paths(enc, source)
+    if not npy.is_file() or not meta.is_file():
+        return None
+    import json
+
+    try:
+        m = json.loads(meta.read_text())
+        if m.get("crops_sha256") != crops_sha256(crops):
+            return None
+        arr = np.load(npy, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if arr.ndim != 2 or arr.shape[0] != m.get("faces") or arr.shape[1] != getattr(enc, "dim", arr.shape[1]):
+        return None
+    return [l2n(v) for v in arr.astype(np.float32)]
+
+
+def write_shipped(enc: Encoder, source: str) -> Path:
+    """Embed a crops source and write its vectors where :func:`shipped_vectors` finds them."""
+    import json
+
+    src = next(s for s in BACKGROUND if s.name == source and s.crops)
+    crops = src.load()
+    if crops is None:
+        raise FileNotFoundError(f"{source}: the package that ships it is not installed")
+    vecs = np.stack(_embed_crops(enc, crops)).astype(np.float32)
+    npy, meta = _shipped_paths(enc, source)
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    np.save(npy, vecs, allow_pickle=False)
+    meta.write_text(json.dumps({"encoder": enc.name, "encoder_version": enc.version, "source": source, "faces": len(vecs),
+                                "crops_sha256": crops_sha256(crops), "licence": src.licence}, indent=1) + "\n")
+    return npy
 
 
 def background_vectors(reg, enc: Encoder, sources: tuple[str, ...] | None = None) -> list[tuple[str, np.ndarray]]:
@@ -156,7 +216,8 @@ def background_vectors(reg, enc: Encoder, sources: tuple[str, ...] | None = None
             if img is None:
                 continue  # the package is not installed here; nothing recorded, tried again next time
             if s.crops:
-                memo = _embed_crops(enc, img)
+                memo = shipped_vectors(enc, s.name, img)
+                memo = memo if memo is not None else _embed_crops(enc, img)
             else:
                 dets = sorted(enc.embed(img), key=lambda d: (d.box[0], d.box[1]))  # left to right: stable face numbers
                 memo = [l2n(d.vector) for d in dets]

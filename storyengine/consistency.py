@@ -12,7 +12,7 @@ Two modes:
   each, the largest/assigned face, similarity clamped at 0, frames without a face skipped;
 * ``full`` — every frame (``check_stride``): full detection every ``detect_stride`` frames,
   faces tracked in between (:mod:`storyengine.tracking`), a vector reused while the aligned face
-  chip matches the last embedded one (fresh at least every 8 frames), the remaining embeddings
+  chip matches the last embedded one (fresh at least every 16 frames), the remaining embeddings
   computed in batches of 8, and observations cached per (video sha256, encoder, mode, strides) in the registry.
 
 Before a verdict (:func:`check`, issue 15): a drifted score that came from a tracked box or a

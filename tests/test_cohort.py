@@ -162,3 +162,27 @@ def test_every_background_source_is_documented_and_can_be_chosen():
     photos = cohort.background_vectors(None, enc, sources=cohort.PACKAGE_PHOTOS)
     assert len(photos) == 9 and not any(n.startswith("skimage/lfw_subset") for n, _ in photos)
     assert all(v.shape == (1, 128) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-4 for _, v in photos)
+
+
+def test_the_shipped_crop_vectors_are_what_the_checker_computes_and_only_used_for_the_same_crops():
+    """The LFW crops' vectors ship with the package (10 s of one core saved per fresh workspace); they must be
+    the checker's own computation (a sample re-embedded here), and are refused for other crops or encoders."""
+    from storyengine.encoders.dlib_face import DlibFaceEncoder
+
+    enc = DlibFaceEncoder()
+    src = next(s for s in cohort.BACKGROUND if s.name == "skimage/lfw_subset")
+    crops = src.load()
+    shipped = cohort.shipped_vectors(enc, src.name, crops)
+    assert shipped is not None and len(shipped) == 100
+    pick = [0, 33, 67, 99]
+    fresh = cohort._embed_crops(enc, crops[pick])
+    for i, v in zip(pick, fresh):
+        assert float(shipped[i] @ v) > 0.99999
+    other = crops.copy()
+    other[0, 0, 0] ^= 1  # another scikit-image's crops: computed here, not taken from the file
+    assert cohort.shipped_vectors(enc, src.name, other) is None
+
+    class Renamed(DlibFaceEncoder):
+        version = "resnet_v2"
+
+    assert cohort.shipped_vectors(Renamed(), src.name, crops) is None
