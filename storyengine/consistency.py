@@ -45,7 +45,7 @@ from .hashing import file_sha256
 from .registry import Registry
 from .settings import Settings
 from .specs import CharacterSummary, FrameScore, Verdict
-from .tracking import FaceTracker, FrameObserver, Observation, can_track
+from .tracking import FaceTracker, FrameObserver, Observation, WindowObserver, can_track
 
 SAMPLED_FRAMES = 16
 MODES = ("full", "sampled")
@@ -223,6 +223,8 @@ def observe_frames(
     for enc in encoders:
         if mode == "full" and can_track(enc):
             observers[enc.key()] = FaceTracker(enc, detect_stride=max(1, detect_stride))
+        elif mode == "full" and callable(getattr(enc, "windows", None)):
+            observers[enc.key()] = WindowObserver(enc)
         elif mode == "full":
             observers[enc.key()] = FrameObserver(enc)
     obs: dict[str, dict[int, list[Observation]]] = {e.key(): {} for e in encoders}

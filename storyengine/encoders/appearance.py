@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, Collection
 
 import cv2
 import numpy as np
@@ -244,18 +244,26 @@ class AppearanceEncoder(Encoder):
         factor = math.sqrt((x1 - x0) * (y1 - y0)) / CANON
         return describe(_resample(crop, factor))
 
-    def embed(self, image: np.ndarray) -> list[Detection]:
-        """One Detection per candidate window (whole frame first).
+    def windows(self, width: int, height: int) -> list[Box]:
+        """The candidate windows :meth:`embed` describes for a frame of this size, in its order."""
+        return candidate_windows(width, height, self.scales)
+
+    def embed(self, image: np.ndarray, only: Collection[Box] | None = None) -> list[Detection]:
+        """One Detection per candidate window (whole frame first); ``only``: just these windows (same order).
 
         ``score`` is 1.0: windows are candidates, not detections; the checker ranks them by cosine.
+        A window's vector does not depend on which other windows are described with it.
         """
         image = self._check(image)
         h, w = image.shape[:2]
         boxes = candidate_windows(w, h, self.scales)
+        if only is not None:
+            keep = set(only)
+            boxes = [b for b in boxes if b in keep]
         # Group windows by pyramid level: the whole frame alone, then one level per scale.
-        factors: dict[Box, float] = {boxes[0]: math.sqrt(w * h) / CANON}
-        for b in boxes[1:]:
-            factors[b] = max(1e-6, (b[2] - b[0]) / CANON)
+        whole = (0, 0, w, h)
+        factors: dict[Box, float] = {b: (math.sqrt(w * h) / CANON if b == whole else max(1e-6, (b[2] - b[0]) / CANON))
+                                     for b in boxes}
         levels: dict[float, tuple[np.ndarray, ...]] = {}
         out = []
         for b in boxes:
