@@ -6,7 +6,7 @@ Applied to a freshly generated take before it is signed, cached and checked
 1. **Keyframes.** Every ``stride`` frames (and on the last frame) the face encoder's detector runs
    on the whole frame (in a second thread, ``DETECT_THREAD``, while the back-end makes the next
    frames). A face followed from the previous keyframe whose aligned chip looks the same
-   (``REUSE_STEP``, ``REUSE_DRIFT``; at most ``refresh`` keyframes) keeps its identity; every other
+   (``REUSE_STEP``, ``REUSE_DRIFT``; a kept face at most ``refresh`` keyframes) keeps its identity; every other
    face is embedded (one batched forward pass). dlib's descriptor (~100 ms a face) is the cost this saves.
 2. **Assignment.** Faces are assigned to the shot's kept characters with the checker's own
    Hungarian assignment (:func:`storyengine.consistency._assign`, one face per character) and
@@ -64,8 +64,8 @@ class AnonymizeOptions:
     keep_pad: float = 0.12  # a kept face's untouchable region: its box padded by this fraction
     hold: int = 1  # keyframes a face missed by the detector stays anonymised at its last box
     cohort_margin: float = 0.02  # another face this close to a character's best match makes it uncertain
-    refresh: int = 12  # a followed face is embedded and assigned again at least every this many keyframes (and
-    # whenever its chip changed: REUSE_STEP, REUSE_DRIFT)
+    refresh: int = 12  # a followed kept face is embedded and assigned again at least every this many keyframes
+    # (every followed face whenever its chip changed: REUSE_STEP, REUSE_DRIFT)
     detect_height: int = 360  # the detector upsamples a frame until it is this high (720: smaller faces, ~10x cost)
 
     def key(self) -> dict[str, Any]:
@@ -294,7 +294,10 @@ class Anonymizer:
         for j, c in enumerate(cur):
             p = prev[linked[j]] if j in linked else None
             c.sig, chip = self._signature(frame, c.box)
-            if p is not None and p.missed == 0 and p.age + 1 < self.opts.refresh and p.sig is not None \
+            # the cap is for kept faces (left untouched on the strength of an old embedding); an anonymised face
+            # stays anonymised whatever its vector, and is embedded again when its chip changes
+            capped = p is not None and p.keep is not None and p.age + 1 >= self.opts.refresh
+            if p is not None and p.missed == 0 and not capped and p.sig is not None \
                     and p.sig0 is not None and _mad(c.sig, p.sig) < REUSE_STEP and _mad(c.sig, p.sig0) < REUSE_DRIFT:
                 c.keep, c.uncertain, c.vector, c.age, c.sig0 = p.keep, p.uncertain, p.vector, p.age + 1, p.sig0
                 self.work["reused"] += 1

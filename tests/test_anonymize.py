@@ -333,15 +333,16 @@ def test_faces_moving_faster_each_frame_are_covered_in_every_frame_threaded_or_n
     shift = [(3 * i + 0.5 * i * i, i / 2) for i in range(14)]
     frames = [_shifted(img, dx, dy) for dx, dy in shift]
 
-    def run(thread: bool, refresh: int):
+    def run(thread: bool, reuse: bool):
         monkeypatch.setattr(anonymize, "DETECT_THREAD", thread)
-        a = Anonymizer(enc, [ref], AnonymizeOptions(stride=6, refresh=refresh))
+        monkeypatch.setattr(anonymize, "REUSE_STEP", anonymize.REUSE_STEP if reuse else 0.0)  # 0: embed every keyframe
+        a = Anonymizer(enc, [ref], AnonymizeOptions(stride=6))
         return list(a.run(iter(frames))), a
 
-    out, a = run(True, AnonymizeOptions().refresh)
+    out, a = run(True, True)
     assert a.work["detections"] == 4 and a.work["reused"] > 0  # keyframes 0, 6, 12, 13; followed faces not embedded again
-    for thread, refresh in ((False, AnonymizeOptions().refresh), (True, 1)):
-        other, b = run(thread, refresh)
+    for thread, reuse in ((False, True), (True, False)):
+        other, b = run(thread, reuse)
         assert all(np.array_equal(x, y) for x, y in zip(out, other)) and b.report.to_dict() == a.report.to_dict()
     assert b.work["reused"] == 0 and b.work["embedded"] > a.work["embedded"]
     assert a.report.frames == list(range(14)) and set(a.report.kept) == {"ada"}
