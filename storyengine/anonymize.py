@@ -30,6 +30,7 @@ frames; it goes into the take's cache entry, its C2PA manifest and the checker's
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -50,6 +51,8 @@ REUSE_STEP = 0.06  # vs the previous keyframe's chip: above it, the face is embe
 REUSE_DRIFT = 0.10  # vs the chip of its last embedding (a slow change accumulates until it crosses this)
 DETECT_THREAD = True  # keyframe detection runs in a second thread (dlib's detector releases the GIL) while
 # the back-end generates the next frames; False: in line (same faces, same pixels)
+_DETECT_LOCK = threading.Lock()  # the shared bystander detector (_dlib) runs one frame at a time: dlib's detectors
+# are not documented as safe for concurrent calls, and takes may be written from several threads
 MODES = ("none", "bystanders", "all-but")
 METHODS = ("pixelate", "blur")
 Box = tuple[int, int, int, int]
@@ -273,7 +276,8 @@ class Anonymizer:
 
     def detect(self, frame: np.ndarray) -> list[tuple[Box, float]]:
         self.work["detections"] += 1
-        return self.detector.detect(np.ascontiguousarray(frame))
+        with _DETECT_LOCK:
+            return self.detector.detect(np.ascontiguousarray(frame))
 
     def keyframe(self, frame: np.ndarray, prev: list[_Face], found: list[tuple[Box, float]] | None = None) -> list[_Face]:
         """Every face of a keyframe: found (``found``: the detector's answer on ``frame`` when already known),
