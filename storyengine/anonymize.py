@@ -134,9 +134,8 @@ def obscure(region: np.ndarray, face_w: int, method: str) -> np.ndarray:
     h, w = region.shape[:2]
     block = max(2, face_w // 4)
     small = cv2.resize(region, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
-    if method == "pixelate":
-        up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-        s4 = cv2.resize(up, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    if method == "pixelate":  # the blocks drawn at a quarter of the size (where the blur runs), not full size
+        s4 = cv2.resize(small, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_NEAREST)
         s4 = _gauss(s4, max(0.5, face_w / 3 / 4))
         return cv2.resize(s4, (w, h), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(_gauss(small, 0.8), (w, h), interpolation=cv2.INTER_LINEAR)
