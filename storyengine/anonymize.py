@@ -43,8 +43,8 @@ from .tracking import Observation, _crop, _iou, _mad, can_batch, chip_signature
 
 VERSION = 2  # part of the take cache key: bump when the anonymised pixels change for the same inputs
 # A followed face keeps its identity from one keyframe to the next (no new embedding) only while its aligned chip
-# looks the same (tracking.chip_signature, mean absolute difference 0-1). Calibration on the 2-day demo's takes
-# (scripts/bench_anonymize.py --demo): the same face from one keyframe to the next (6 frames) 0.004-0.042, from
+# looks the same (tracking.chip_signature, mean absolute difference 0-1). Calibration on the 2-day demo's six takes
+# (each face found in every frame and aligned): the same face from one keyframe to the next (6 frames) 0.004-0.042, from
 # the keyframe it was last embedded in up to 0.10 (a slow zoom over 4 s); a different person in its place
 # 0.126-0.235 (Grace Hopper vs the planted impostor 0.126, the character vs the impostor 0.20).
 REUSE_STEP = 0.06  # vs the previous keyframe's chip: above it, the face is embedded and assigned again
