@@ -4,7 +4,10 @@ Applied to a freshly generated take before it is signed, cached and checked
 (:func:`storyengine.shots.write_take`). How, per take:
 
 1. **Keyframes.** Every ``stride`` frames (and on the last frame) the face encoder's detector runs
-   on the whole frame and every face is embedded (one batched forward pass).
+   on the whole frame (in a second thread, ``DETECT_THREAD``, while the back-end makes the next
+   frames). A face followed from the previous keyframe whose aligned chip looks the same
+   (``REUSE_STEP``, ``REUSE_DRIFT``; a kept face at most ``refresh`` keyframes) keeps its identity; every other
+   face is embedded (one batched forward pass). dlib's descriptor (~100 ms a face) is the cost this saves.
 2. **Assignment.** Faces are assigned to the shot's kept characters with the checker's own
    Hungarian assignment (:func:`storyengine.consistency._assign`, one face per character) and
    scored against their registered vectors. A face is *kept* only when it is assigned *confidently*:
@@ -27,6 +30,7 @@ frames; it goes into the take's cache entry, its C2PA manifest and the checker's
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -35,9 +39,20 @@ import numpy as np
 
 from .consistency import Reference, _assign
 from .encoders.base import l2n
-from .tracking import Observation, _iou, can_batch
+from .tracking import Observation, _crop, _iou, _mad, can_batch, chip_signature
 
-VERSION = 1  # part of the take cache key: bump when the anonymised pixels change for the same inputs
+VERSION = 2  # part of the take cache key: bump when the anonymised pixels change for the same inputs
+# A followed face keeps its identity from one keyframe to the next (no new embedding) only while its aligned chip
+# looks the same (tracking.chip_signature, mean absolute difference 0-1). Calibration on the 2-day demo's six takes
+# (each face found in every frame and aligned): the same face from one keyframe to the next (6 frames) 0.004-0.042, from
+# the keyframe it was last embedded in up to 0.10 (a slow zoom over 4 s); a different person in its place
+# 0.126-0.235 (Grace Hopper vs the planted impostor 0.126, the character vs the impostor 0.20).
+REUSE_STEP = 0.06  # vs the previous keyframe's chip: above it, the face is embedded and assigned again
+REUSE_DRIFT = 0.10  # vs the chip of its last embedding (a slow change accumulates until it crosses this)
+DETECT_THREAD = True  # keyframe detection runs in a second thread (dlib's detector releases the GIL) while
+# the back-end generates the next frames; False: in line (same faces, same pixels)
+_DETECT_LOCK = threading.Lock()  # the shared bystander detector (_dlib) runs one frame at a time: dlib's detectors
+# are not documented as safe for concurrent calls, and takes may be written from several threads
 MODES = ("none", "bystanders", "all-but")
 METHODS = ("pixelate", "blur")
 Box = tuple[int, int, int, int]
@@ -52,7 +67,8 @@ class AnonymizeOptions:
     keep_pad: float = 0.12  # a kept face's untouchable region: its box padded by this fraction
     hold: int = 1  # keyframes a face missed by the detector stays anonymised at its last box
     cohort_margin: float = 0.02  # another face this close to a character's best match makes it uncertain
-    refresh: int = 4  # a followed face is embedded and assigned again at least every this many keyframes
+    refresh: int = 12  # a followed kept face is embedded and assigned again at least every this many keyframes
+    # (every followed face whenever its chip changed: REUSE_STEP, REUSE_DRIFT)
     detect_height: int = 360  # the detector upsamples a frame until it is this high (720: smaller faces, ~10x cost)
 
     def key(self) -> dict[str, Any]:
@@ -118,12 +134,19 @@ def obscure(region: np.ndarray, face_w: int, method: str) -> np.ndarray:
     h, w = region.shape[:2]
     block = max(2, face_w // 4)
     small = cv2.resize(region, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
-    if method == "pixelate":
-        up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-        s4 = cv2.resize(up, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
-        s4 = cv2.GaussianBlur(s4, (0, 0), max(0.5, face_w / 3 / 4))
+    if method == "pixelate":  # the blocks drawn at a quarter of the size (where the blur runs), not full size
+        s4 = cv2.resize(small, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_NEAREST)
+        s4 = _gauss(s4, max(0.5, face_w / 3 / 4))
         return cv2.resize(s4, (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.resize(cv2.GaussianBlur(small, (0, 0), 0.8), (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(_gauss(small, 0.8), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _gauss(img: np.ndarray, sigma: float) -> np.ndarray:
+    """``cv2.GaussianBlur(img, (0, 0), sigma)`` of a uint8 image (the same 6-sigma kernel and reflected border) as
+    one separable filter: OpenCV's bit-exact uint8 path costs ~2-4 ms for the ~40-tap kernels of a face here,
+    this ~0.2 ms (values within 1 of it; 2 on a region smaller than the kernel)."""
+    k = cv2.getGaussianKernel(int(round(sigma * 6 + 1)) | 1, sigma)
+    return cv2.sepFilter2D(img, -1, k, k, borderType=cv2.BORDER_REFLECT_101)
 
 
 def apply(frame: np.ndarray, faces: list[Box], keep: list[Box], opts: AnonymizeOptions) -> np.ndarray:
@@ -137,8 +160,8 @@ def apply(frame: np.ndarray, faces: list[Box], keep: list[Box], opts: AnonymizeO
             continue
         roi = out[ry0:ry1, rx0:rx1]
         anon = obscure(roi, box[2] - box[0], opts.method)
-        m3 = m[..., None]
-        out[ry0:ry1, rx0:rx1] = (roi * (1 - m3) + anon * m3 + 0.5).astype(np.uint8)
+        # roi * (1 - m) + anon * m, rounded, in one pass over the region only (where m is 0, exactly roi)
+        out[ry0:ry1, rx0:rx1] = cv2.blendLinear(anon, np.ascontiguousarray(roi), m, 1.0 - m)
     return out
 
 
@@ -184,6 +207,8 @@ class _Face:
     uncertain: tuple[str, float] | None = None  # (handle, similarity) when assigned but not confidently
     vector: np.ndarray | None = None
     age: int = 0  # keyframes since this face was last embedded and assigned
+    sig: np.ndarray | None = None  # chip signature in this keyframe
+    sig0: np.ndarray | None = None  # chip signature where it was last embedded
 
 
 class Anonymizer:
@@ -206,24 +231,38 @@ class Anonymizer:
         self.report = AnonymizeReport(mode, getattr(encoder, "name", ""))
         self._tracks = 0
         self._seen: dict[int, np.ndarray] = {}  # bystander track -> its first vector
+        self.work = {"detections": 0, "embedded": 0, "reused": 0}  # keyframe detections; faces embedded / not
 
     # -- keyframes
-    def _vectors(self, frame: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    def _vectors(self, frame: np.ndarray, boxes: list[Box], chips: list[np.ndarray | None] | None = None) -> list[np.ndarray]:
         if not boxes:
             return []
         if can_batch(self.encoder):
-            return list(self.encoder.embed_chips([self.encoder.align(frame, b) for b in boxes]))
+            chips = chips or [None] * len(boxes)
+            return list(self.encoder.embed_chips([c if c is not None else self.encoder.align(frame, b)
+                                                  for b, c in zip(boxes, chips)]))
         return [self.encoder.embed_box(frame, b) for b in boxes]
 
-    def classify(self, frame: np.ndarray, faces: list[_Face], claimed: set[str] = frozenset()) -> None:
-        """Embed ``faces`` and assign them to the kept references not ``claimed`` already (in place)."""
-        obs = [Observation(f.box, l2n(v), "detected") for f, v in zip(faces, self._vectors(frame, [f.box for f in faces]))]
+    def _signature(self, frame: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray | None]:
+        """(signature, aligned chip) of a face: its aligned chip when the encoder aligns, else a grey crop."""
+        if can_batch(self.encoder):
+            chip = self.encoder.align(frame, box)
+            return chip_signature(chip), chip
+        return chip_signature(_crop(frame, box)), None
+
+    def classify(self, frame: np.ndarray, faces: list[_Face], claimed: set[str] = frozenset(),
+                 chips: list[np.ndarray | None] | None = None) -> None:
+        """Embed ``faces`` (their aligned ``chips`` when known) and assign them to the kept references not
+        ``claimed`` already (in place)."""
+        vecs = self._vectors(frame, [f.box for f in faces], chips)
+        self.work["embedded"] += len(vecs)
+        obs = [Observation(f.box, l2n(v), "detected") for f, v in zip(faces, vecs)]
         keep = [r for r in self.keep if r.handle not in claimed]
         assigned = _assign(keep, obs, largest=False) if keep and obs else {}
         by_obs = {id(o): (h, s) for h, (s, o) in assigned.items()}
         refs = {r.handle: r for r in keep}
         for f, o in zip(faces, obs):
-            f.vector, f.age = o.vector, 0
+            f.vector, f.age, f.sig0 = o.vector, 0, f.sig
             h, s = by_obs.get(id(o), (None, None))
             if h is None:
                 continue
@@ -234,11 +273,18 @@ class Anonymizer:
             else:
                 f.uncertain = (h, round(float(s), 5))
 
-    def keyframe(self, frame: np.ndarray, prev: list[_Face]) -> list[_Face]:
-        """Every face of a keyframe: found, linked to the previous keyframe's faces (box overlap), identified
-        (a followed face keeps its identity for ``refresh`` keyframes, the rest are embedded and assigned),
-        plus the faces the detector missed, held for ``hold`` keyframes."""
-        cur = [_Face(tuple(int(v) for v in b), -1, None) for b, _ in self.detector.detect(np.ascontiguousarray(frame))]
+    def detect(self, frame: np.ndarray) -> list[tuple[Box, float]]:
+        self.work["detections"] += 1
+        with _DETECT_LOCK:
+            return self.detector.detect(np.ascontiguousarray(frame))
+
+    def keyframe(self, frame: np.ndarray, prev: list[_Face], found: list[tuple[Box, float]] | None = None) -> list[_Face]:
+        """Every face of a keyframe: found (``found``: the detector's answer on ``frame`` when already known),
+        linked to the previous keyframe's faces (box overlap), identified (a followed face keeps its identity
+        while its aligned chip looks the same, REUSE_STEP and REUSE_DRIFT, for at most ``refresh`` keyframes;
+        the rest are embedded and assigned), plus the faces the detector missed, held for ``hold`` keyframes."""
+        found = self.detect(frame) if found is None else found
+        cur = [_Face(tuple(int(v) for v in b), -1, None) for b, _ in found]
         pairs = sorted(((_iou(_grow(p.box, 0.5), _grow(c.box, 0.5)), i, j) for i, p in enumerate(prev)
                         for j, c in enumerate(cur)), reverse=True)
         used_p: set[int] = set()
@@ -247,22 +293,29 @@ class Anonymizer:
             if iou >= 0.1 and i not in used_p and j not in linked:
                 used_p.add(i)
                 linked[j] = i
-        fresh = []
+        fresh, chips = [], []
         for j, c in enumerate(cur):
             p = prev[linked[j]] if j in linked else None
-            if p is not None and p.missed == 0 and p.age + 1 < self.opts.refresh:
-                c.keep, c.uncertain, c.vector, c.age = p.keep, p.uncertain, p.vector, p.age + 1
+            c.sig, chip = self._signature(frame, c.box)
+            # the cap is for kept faces (left untouched on the strength of an old embedding); an anonymised face
+            # stays anonymised whatever its vector, and is embedded again when its chip changes
+            capped = p is not None and p.keep is not None and p.age + 1 >= self.opts.refresh
+            if p is not None and p.missed == 0 and not capped and p.sig is not None \
+                    and p.sig0 is not None and _mad(c.sig, p.sig) < REUSE_STEP and _mad(c.sig, p.sig0) < REUSE_DRIFT:
+                c.keep, c.uncertain, c.vector, c.age, c.sig0 = p.keep, p.uncertain, p.vector, p.age + 1, p.sig0
+                self.work["reused"] += 1
             else:
                 fresh.append(c)
+                chips.append(chip)
         fresh_ids = {id(c) for c in fresh}
-        self.classify(frame, fresh, {c.keep for c in cur if c.keep is not None and id(c) not in fresh_ids})
+        self.classify(frame, fresh, {c.keep for c in cur if c.keep is not None and id(c) not in fresh_ids}, chips)
         for j, c in enumerate(cur):  # linked faces first: their tracks are taken in this frame
             if j in linked:
                 c.track = prev[linked[j]].track
         for j, c in enumerate(cur):
             if j not in linked:  # two faces in one frame are two people, however alike their vectors
                 c.track = self._identity(c, taken={f.track for f in cur if f.track >= 0})
-        held = [_Face(p.box, p.track, p.keep, p.missed + 1, p.uncertain, p.vector, p.age) for i, p in enumerate(prev)
+        held = [_Face(p.box, p.track, p.keep, p.missed + 1, p.uncertain, p.vector, p.age, p.sig, p.sig0) for i, p in enumerate(prev)
                 if i not in used_p and p.keep is None and p.missed < self.opts.hold]
         return cur + held
 
@@ -305,35 +358,67 @@ class Anonymizer:
                 out.append(f)  # left or lost: held where it was last seen (padded)
             else:
                 box = tuple(int(round(p + (q - p) * t)) for p, q in zip(f.box, g.box))
-                # the union with a little slack: a face moves between keyframes, never a straight line
-                out.append(_Face(_grow(box, 0.1), f.track, f.keep, 0, f.uncertain or g.uncertain))
+                # the union with a little slack: a face moves between keyframes, never a straight line. Kept
+                # in between only when kept at both ends: a face that stopped (or started) being the
+                # character changed somewhere in this span, so the whole span is anonymised
+                keep = f.keep if g.keep == f.keep else None
+                out.append(_Face(_grow(box, 0.1), f.track, keep, 0, f.uncertain or g.uncertain))
         out += [g for g in b if g.track not in at]  # appeared: covered back to the previous keyframe
         return out
 
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """The anonymised frames, in order (at most ``stride`` frames are held at once)."""
+        """The anonymised frames, in order.
+
+        Every ``stride``-th frame (and the last) is a keyframe. Its detection is started as soon as it arrives
+        (in a second thread with ``DETECT_THREAD``) and its faces are identified when the *next* keyframe
+        arrives, so the detector runs while the back-end makes the frames in between; the frames of a span
+        are anonymised once both of its keyframes are known. At most ``2 * stride + 1`` frames are held.
+        """
         stride = max(1, self.opts.stride)
         seen: set[int] = set()
-        prev: list[_Face] | None = None
-        buf: list[np.ndarray] = []
-        base = 0  # index of buf[0] (a keyframe)
-        for i, frame in enumerate(frames):
-            if prev is None:
-                prev = self.keyframe(frame, [])
-                buf, base = [frame], i
-                continue
-            buf.append(frame)
-            if len(buf) - 1 < stride:
-                continue
-            cur = self.keyframe(frame, prev)
-            yield from self._flush(buf[:-1], base, prev, cur, stride, seen)
-            prev, buf, base = cur, [frame], i
-        if buf and prev is not None:
-            if len(buf) > 1:  # the last frame is a keyframe too
-                last = self.keyframe(buf[-1], prev)
-                yield from self._flush(buf[:-1], base, prev, last, len(buf) - 1, seen)
-                prev, buf, base = last, [buf[-1]], base + len(buf) - 1
-            yield self._emit(base, buf[0], prev, seen)
+        pool = None
+        if DETECT_THREAD:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(1, thread_name_prefix="anonymize-detect")
+        prev: list[_Face] | None = None  # faces of the last identified keyframe, which is held[0]
+        held: list[tuple[int, np.ndarray]] = []  # frames not yet emitted, from the last identified keyframe on
+        waiting: tuple[int, np.ndarray, Any] | None = None  # the keyframe whose detection runs, not identified yet
+
+        def start(i: int, frame: np.ndarray) -> tuple[int, np.ndarray, Any]:
+            return i, frame, pool.submit(self.detect, frame) if pool is not None else self.detect(frame)
+
+        def identify(key: tuple[int, np.ndarray, Any]) -> Iterator[np.ndarray]:
+            nonlocal prev, held
+            i, frame, found = key
+            faces = self.keyframe(frame, prev or [], found.result() if pool is not None else found)
+            if prev is not None:
+                span = [f for j, f in held if j < i]
+                yield from self._flush(span, held[0][0], prev, faces, i - held[0][0], seen)
+                held = [(j, f) for j, f in held if j >= i]
+            prev = faces
+
+        try:
+            last = -1
+            for i, frame in enumerate(frames):
+                held.append((i, frame))
+                last = i
+                if i % stride:
+                    continue
+                key = start(i, frame)
+                if waiting is not None:
+                    yield from identify(waiting)
+                waiting = key
+            if waiting is not None:
+                if last != waiting[0]:  # the last frame is a keyframe too
+                    key = start(last, held[-1][1])
+                    yield from identify(waiting)
+                    waiting = key
+                yield from identify(waiting)
+                yield self._emit(held[0][0], held[0][1], prev or [], seen)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         self.report.faces = len(seen)
 
     def _flush(self, buf: list[np.ndarray], base: int, a: list[_Face], b: list[_Face], span: int,

@@ -313,3 +313,112 @@ def test_an_uncertain_character_face_is_anonymised_and_counted_as_drift(enc, gro
     scores = [FrameScore(index=i, time=i / 8, character="ada", encoder="dlib-face", similarity=None) for i in range(7)]
     fixed, n = uncertain_as_drift(scores, rep, [strict])
     assert n == 7 and all(s.drifted and s.similarity == rep["uncertain"]["ada"][str(s.index)] for s in fixed)
+
+
+# ---------------------------------------------------------------- the fast paths keep every face covered
+def _shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.warpAffine(img, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_CONSTANT)
+
+
+def test_faces_moving_faster_each_frame_are_covered_in_every_frame_threaded_or_not(enc, group, monkeypatch):
+    """Faces accelerating across the frame (3 px/frame and 1 px/frame² to the right: 91 px in 13 frames): every
+    bystander unrecognisable at its true place in every frame, the character's face untouched; detection in its
+    own thread, in line, and embedding every keyframe (no reuse of identities) give the same pixels."""
+    from storyengine import anonymize
+
+    img, faces = group
+    cast_box, cast_vec = faces[1]
+    ref = Reference("ada", enc, cast_vec[None], cast_vec, enc.same_bound, "test")
+    shift = [(3 * i + 0.5 * i * i, i / 2) for i in range(14)]
+    frames = [_shifted(img, dx, dy) for dx, dy in shift]
+
+    def run(thread: bool, reuse: bool):
+        monkeypatch.setattr(anonymize, "DETECT_THREAD", thread)
+        monkeypatch.setattr(anonymize, "REUSE_STEP", anonymize.REUSE_STEP if reuse else 0.0)  # 0: embed every keyframe
+        a = Anonymizer(enc, [ref], AnonymizeOptions(stride=6))
+        return list(a.run(iter(frames))), a
+
+    out, a = run(True, True)
+    assert a.work["detections"] == 4 and a.work["reused"] > 0  # keyframes 0, 6, 12, 13; followed faces not embedded again
+    for thread, reuse in ((False, True), (True, False)):
+        other, b = run(thread, reuse)
+        assert all(np.array_equal(x, y) for x, y in zip(out, other)) and b.report.to_dict() == a.report.to_dict()
+    assert b.work["reused"] == 0 and b.work["embedded"] > a.work["embedded"]
+    assert a.report.frames == list(range(14)) and set(a.report.kept) == {"ada"}
+    h, w = img.shape[:2]
+    checked = 0
+    for i, f in enumerate(out):
+        dx, dy = shift[i]
+        for k, (box, vec) in enumerate(faces):
+            x0, y0, x1, y1 = (int(round(box[0] + dx)), int(round(box[1] + dy)), int(round(box[2] + dx)), int(round(box[3] + dy)))
+            if x1 > w:
+                continue  # left the frame
+            if k == 1:
+                assert np.array_equal(f[y0:y1, x0:x1], frames[i][y0:y1, x0:x1])
+                continue
+            assert float(enc.embed_box(f, (x0, y0, x1, y1)) @ vec) < enc.same_bound - 0.02, (i, k)
+            checked += 1
+    assert checked >= 30
+
+
+def test_a_followed_character_that_turns_into_someone_else_is_anonymised(enc, group):
+    """The character's place is taken by another face (Tom Hanks, insightface's sample) from frame 9 on: the
+    identity reused from keyframe 0 to 6 is not reused at keyframe 12 (the aligned chip changed), so the new face is
+    anonymised in every frame after the keyframe before the change (6), and the character untouched up to it."""
+    img, faces = group
+    cast_box, cast_vec = faces[1]
+    ref = Reference("ada", enc, cast_vec[None], cast_vec, enc.same_bound, "test")
+    spec = importlib.util.find_spec("insightface")
+    other = np.asarray(Image.open(Path(list(spec.submodule_search_locations)[0]) / "data" / "images" / "Tom_Hanks_54745.png").convert("RGB"))
+    (ob, _), = [(d.box, d.vector) for d in enc.embed(other)]
+
+    def padded(b, f=0.35):
+        px, py = int((b[2] - b[0]) * f), int((b[3] - b[1]) * f)
+        return b[0] - px, b[1] - py, b[2] + px, b[3] + py
+
+    sx0, sy0, sx1, sy1 = padded(ob)
+    tx0, ty0, tx1, ty1 = padded(cast_box)
+    swapped = img.copy()
+    swapped[ty0:ty1, tx0:tx1] = cv2.resize(np.ascontiguousarray(other[max(0, sy0):sy1, max(0, sx0):sx1]), (tx1 - tx0, ty1 - ty0),
+                                           interpolation=cv2.INTER_AREA)
+    frames = [_shifted(swapped if i >= 9 else img, 2 * i, i) for i in range(20)]
+    a = Anonymizer(enc, [ref], AnonymizeOptions(stride=6))
+    out = list(a.run(iter(frames)))
+    assert a.work["reused"] >= 1  # keyframe 6 kept the character's identity without embedding it again
+    for i in range(20):
+        x0, y0, x1, y1 = _moved(cast_box, i)
+        same = np.array_equal(out[i][y0:y1, x0:x1], frames[i][y0:y1, x0:x1])
+        assert same == (i <= 6), i  # keyframe 6 still shows the character; from 7 on the span to keyframe 12 is covered
+        if i >= 9:
+            raw = enc.embed_box(frames[i], (x0, y0, x1, y1))
+            assert ref.similarity(raw) < ref.bound  # it really is somebody else
+            assert float(enc.embed_box(out[i], (x0, y0, x1, y1)) @ raw) < enc.same_bound - 0.02, i
+    assert set(range(7, 20)) <= set(a.report.frames)
+
+
+def test_the_separable_blur_matches_opencvs():
+    from storyengine.anonymize import _gauss
+
+    rng = np.random.default_rng(1)
+    for (h, w), sigma, tol in (((51, 47), 7.2, 1), ((3, 2), 5.0, 2), ((120, 90), 0.8, 1), ((9, 9), 0.5, 1)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        ref = cv2.GaussianBlur(img, (0, 0), sigma)
+        assert np.abs(_gauss(img, sigma).astype(int) - ref).max() <= tol  # 2: an image smaller than the kernel
+
+
+@pytest.mark.parametrize("thread", [True, False])
+def test_every_frame_comes_out_once_in_order_whatever_the_length(enc, thread, monkeypatch):
+    """Keyframes are identified one keyframe late (their detection overlaps the next frames): takes of 0, 1, a stride,
+    a stride + 1 and two strides (+ 1) frames still come out whole, in order, and a take without faces untouched."""
+    from storyengine import anonymize
+
+    monkeypatch.setattr(anonymize, "DETECT_THREAD", thread)
+    rng = np.random.default_rng(2)
+    for n in (0, 1, 6, 7, 12, 13):
+        frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(n)]
+        a = Anonymizer(enc, [], AnonymizeOptions(stride=6))
+        out = list(a.run(iter(frames)))
+        assert len(out) == n and all(x is y for x, y in zip(out, frames))
+        assert a.work["detections"] == (0 if n == 0 else len(range(0, n, 6)) + ((n - 1) % 6 != 0))
+        assert a.report.faces == 0 and a.report.frames == []
