@@ -18,8 +18,8 @@ finished takes are already in the shared take cache, so a retry regenerates only
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
-import queue
 import signal
 import threading
 import time
@@ -70,7 +70,7 @@ class LocalExecutor:
 
 # ---------------------------------------------------------------- worker processes on this machine
 EXECUTORS = ("auto", "local", "process", "ray")
-AUTO_MIN_WORK = 20e6  # pixel-frames (e.g. one 4 s shot at 640x360 and 24 fps is 22e6): below, workers cost more than they save
+AUTO_MIN_WORK = 10e6  # pixel-frames (a 4 s shot at 640x360 and 24 fps is 22e6; starting a worker costs about 5e6): below, workers cost more than they save
 
 
 def work_of(chains: list[list[ShotPlan]]) -> float:
@@ -125,13 +125,24 @@ _W: dict[str, Any] = {}  # in a worker process: its back-end, references, contex
 
 
 def _worker_init(backend: str | type, options: dict[str, Any], refs: list[RefSpec], ctx: ShotContext,
-                 events: Any, parent: int) -> None:
-    """Runs once in every worker: signals, the driver watch, and what every chain needs (the back-end is
-    built on the first chain, so that a failure to build it is an error naming a shot, not a broken pool)."""
+                 events: Any, parent: int, log_level: int = logging.WARNING) -> None:
+    """Runs once in every worker: signals, the driver watch, logging, and what every chain needs (the
+    back-end is built on the first chain, so that a failure to build it is an error naming a shot, not a
+    broken pool)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: only the driver acts
     signal.signal(signal.SIGTERM, _worker_sigterm)  # the driver's stop: clean up temp files, then exit
+    root = logging.getLogger()  # log records go to the driver, which shows them as its own
+    root.handlers[:] = [_PipeHandler(events)]
+    logging.getLogger("storyengine").setLevel(log_level)
     _W.update(backend_spec=(backend, options), refs=refs, ctx=ctx, events=events, last={}, busy=False)
     threading.Thread(target=_watch_driver, args=(parent,), name="storyengine-driver-watch", daemon=True).start()
+
+
+class _PipeHandler(logging.handlers.QueueHandler):
+    """A worker's log records, formatted, onto the driver's event queue (a SimpleQueue: no put_nowait)."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put(record)
 
 
 def _worker_sigterm(signum: int, frame: object) -> None:
@@ -276,10 +287,13 @@ class ProcessExecutor:
         if not chains:
             return
         mpc = mp.get_context("spawn")
-        events = mpc.Queue()
+        # a SimpleQueue writes in put() itself (no feeder thread): a worker killed right after saying which
+        # shot it started has said it, so a dead worker's shot can be named
+        events = mpc.SimpleQueue()
         n = pool_size(self.workers, len(chains))
         pool = cf.ProcessPoolExecutor(n, mp_context=mpc, initializer=_worker_init,
-                                      initargs=(self.backend, self.backend_options, refs, ctx, events, os.getpid()))
+                                      initargs=(self.backend, self.backend_options, refs, ctx, events, os.getpid(),
+                                                _log.getEffectiveLevel()))
         self._procs: dict[int, Any] = {}
         self._current: dict[int, str] = {}  # worker pid -> the shot it is rendering
         ok = False
@@ -307,10 +321,13 @@ class ProcessExecutor:
 
     def _drain(self, events: Any, progress: Callable[[str, int, int, str], None] | None) -> None:
         while True:
-            try:
-                kind, pid, shot, done, total, stage = events.get_nowait()
-            except queue.Empty:
+            if events.empty():
                 return
+            item = events.get()
+            if isinstance(item, logging.LogRecord):  # a worker's log line, shown by the driver's handlers
+                logging.getLogger(item.name).handle(item)
+                continue
+            kind, pid, shot, done, total, stage = item
             if kind == "start":
                 self._current[pid] = shot
             elif kind == "done":
@@ -326,12 +343,13 @@ class ProcessExecutor:
         dead = [(pid, p.exitcode) for pid, p in self._procs.items() if p.exitcode not in stopped]
         shots = [self._current[pid] for pid, _ in dead if pid in self._current]
         if not shots:  # which worker died is unknown: name what was in flight
-            shots = list(self._current.values()) or [chains[futures[f]][0].shot_id for f in unfinished]
+            shots = list(self._current.values())
         how = ", ".join(f"pid {pid} " + (f"killed by signal {-code}" if code < 0 else f"exit code {code}")
                         for pid, code in dead) or "no exit code"
-        return StoryEngineError(f"a worker process died ({how}) while rendering shot(s) {', '.join(map(repr, shots))}; "
-                                f"finished takes are kept: run the same command again to resume (try `--workers 1` "
-                                f"if memory is short)")
+        where = (f"while rendering shot(s) {', '.join(map(repr, shots))}" if shots else
+                 f"before it started a shot (waiting: {', '.join(repr(chains[futures[f]][0].shot_id) for f in unfinished)})")
+        return StoryEngineError(f"a worker process died ({how}) {where}; finished takes are kept: run the same command "
+                                f"again to resume (try `--workers 1` if memory is short)")
 
     def _stop(self, pool: Any, events: Any, ok: bool) -> None:
         """Shut the pool down; after an error or an interrupt, stop every worker and wait for it."""
@@ -340,7 +358,6 @@ class ProcessExecutor:
         else:
             pool.shutdown(wait=False, cancel_futures=True)
             _terminate(list(self._procs.values()) or list((pool._processes or {}).values()), self.stop_timeout)
-        events.cancel_join_thread()
         events.close()
 
 

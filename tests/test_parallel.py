@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -31,6 +32,24 @@ from test_resume import SERIES, make_workspace
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, astronaut):
     return make_workspace(tmp_path_factory.mktemp("parallel_base") / "ws", astronaut)
+
+
+class _Recorder:
+    """A reporter that keeps the per-shot bar calls: (start, total, description) and (update, done, shot)."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def start(self, key, description, total):
+        if key.startswith("shot:"):
+            self.seen.append(("start", total, description))
+
+    def update(self, key, completed, description=None):
+        if key.startswith("shot:"):
+            self.seen.append(("update", completed, key[5:]))
+
+    def done(self, key):
+        pass
 
 
 def _copy(base, dest: Path) -> tuple[Workspace, Path]:
@@ -60,14 +79,33 @@ def _outputs(ws: Workspace) -> dict:
     return {"takes": takes, "episodes": eps, "report": report, "files": files}
 
 
-def test_process_executor_renders_the_same_bytes_as_a_serial_render(base, tmp_path):
+class ChattyBackend(MotionBackend):
+    """The motion back-end, logging a warning per shot (from the worker process it runs in)."""
+
+    def generate(self, plan, progress=None):
+        logging.getLogger("storyengine.test").warning("shot %s generated in pid %d", plan.shot_id, os.getpid())
+        return super().generate(plan, progress)
+
+
+def test_process_executor_renders_the_same_bytes_as_a_serial_render(base, tmp_path, caplog):
     """Unsigned (signatures carry a time), a render in 2 worker processes writes the same take and episode
-    files (sha256), the same SQLite rows in the same order, and the same report as one in this process."""
+    files (sha256), the same SQLite rows in the same order, and the same report as one in this process;
+    the workers' progress and log lines reach the driver."""
     out = {}
     for kind in ("local", "process"):
         ws, spec = _copy(base, tmp_path / kind)
         settings = Settings.load(ws.root, executor=kind, workers=2, sign=False)
-        res = render_series(ws, spec, settings=settings)
+        caplog.clear()
+        seen: list[tuple[str, int, str]] = []
+        reporter = _Recorder(seen)
+        res = render_series(ws, spec, settings=settings, backend=ChattyBackend(), reporter=reporter)
+        logged = {r.getMessage().split()[1]: int(r.getMessage().split()[-1]) for r in caplog.records
+                  if r.name == "storyengine.test"}
+        assert logged == {s.plan.shot_id: s.worker for s in res.shots}
+        # every shot's bar is started when its take is generated and reaches the take's last frame
+        for shot in ("face", "b", "c", "d"):
+            assert ("start", 12, f"{shot} take 1: generating") in seen, (shot, seen)
+            assert ("update", 12, shot) in seen, (shot, seen)
         out[kind] = _outputs(ws)
         pids = {s.plan.shot_id: s.worker for s in res.shots}
         if kind == "local":
@@ -145,8 +183,9 @@ def test_a_worker_failure_is_an_error_naming_the_shot(base, tmp_path, cls, match
     assert [r["status"] for r in reg.db.query("select status from runs")] == ["failed"]
     reg.close()
     time.sleep(0.3)
-    left = [p for p in psutil.Process().children(recursive=True) if p not in mine and p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, left  # every worker stopped and waited for
+    left = [p for p in psutil.Process().children(recursive=True) if p not in mine and _alive(p)
+            and "resource_tracker" not in " ".join(_cmdline(p))]  # multiprocessing's tracker lives as long as pytest
+    assert not left, left  # every worker (and its ffmpeg) stopped and waited for
     assert not [p for p in (ws.renders / SERIES / "cache" / "takes").iterdir() if p.name.startswith(".")]
 
 
