@@ -100,9 +100,9 @@ def main() -> None:
               f"baseline | |")
         print(f"| {days} | process (default) | {p['wall']:.1f} | {p['cpu']:.0f} | {p['load']:.1f} | {p['rss_mb']:.0f} | "
               f"×{p['wall'] / s['wall']:.2f} ({s['wall'] / p['wall']:.2f}× faster) | {'yes' if same else 'NO'} |")
-    print("\nCPU s: user + system of every process in the tree. Load avg: the 1-minute load average during the run "
-          "(a machine shared with other sessions: with the kernel's autogroup scheduling a session gets its share "
-          "whatever its process count, so under load the wall ratio shows the workers' overhead, not their gain).")
+    print("\nCPU s: user + system of every process in the tree (the workers' own start-up is the difference). "
+          "Load avg: the 1-minute load average during the run; on a machine shared with other work, absolute "
+          "times move with that load, so compare the ratio.")
 
 
 if __name__ == "__main__":
