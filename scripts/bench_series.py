@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/bench_series.py [--width 320] [--height 180] [--seconds 2]
 
-Each render runs in its own process (``storyengine render``) on a fresh copy of the demo
+Each render runs in its own process (``storyengine render``, every shot in that process:
+``executor = "local"``; bench_parallel.py measures worker processes) on a fresh copy of the demo
 workspace, so peak RSS is that process's own high-water mark (ffmpeg children are not included:
 a forked child's high-water mark starts at its parent's size, so it says nothing about ffmpeg;
 bench_stitch.py samples ffmpeg's memory directly). Memory must stay flat from 1 to 7 episodes: frames are streamed, never held.
@@ -33,7 +34,7 @@ from storyengine.workspace import Workspace
 ws = Workspace.at(sys.argv[1])
 eps = json.loads(sys.argv[3]) or None
 t = time.perf_counter()
-out = render_series(ws, sys.argv[2], episodes=eps, settings=Settings.load(ws.root))
+out = render_series(ws, sys.argv[2], episodes=eps, settings=Settings.load(ws.root, executor="local"))
 wall = time.perf_counter() - t
 print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "episodes": len(out.episodes), "shots": len(out.shots)}))

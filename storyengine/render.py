@@ -27,7 +27,7 @@ from .consistency import references_for
 from .continuity import chains
 from .episode import LoadedSpec, assemble
 from .errors import Interrupted, OutputError, SpecError
-from .executors import Executor, LocalExecutor
+from .executors import Executor, LocalExecutor, executor_for
 from .lock import WorkspaceLock, terminate_as_interrupt
 from .planner import load_series, plan_series, take_plan
 from .provenance import credential_for
@@ -178,7 +178,7 @@ class RenderRun:
         reporter: progress bars and events (default: silent).
         episodes: episode ids to render (default: all).
         backend: an already-built back-end (tests pass tiny ones); default from the spec.
-        executor: where shots run (default: this process, with ``backend``).
+        executor: where shots run (default: the ``executor`` setting; see :func:`~storyengine.executors.executor_for`).
     """
 
     def __init__(self, loaded: LoadedSpec, settings: Settings, reg: Registry, reporter: Reporter | None = None, *,
@@ -201,7 +201,7 @@ class RenderRun:
         # lookalikes: every face is also compared with the series' other characters and a background set
         self.refs = cohort.attach(reg, refs, sorted({h for e in spec.episodes for sh in e.shots for h in sh.characters}),
                                   background=settings.cohort_background)
-        self.executor = executor or LocalExecutor(backend or plugins.backend_class(spec.backend)(spec.backend_options))
+        self.executor = executor or executor_for(settings, spec.backend, spec.backend_options, chains(self.plans), backend)
         self.credential = credential_for(settings) if settings.sign else None
         self.episode_specs = loaded.episodes(episodes)
         self.wanted = {e.id: [p.shot_id for p in self.plans if p.episode_id == e.id] for e in self.episode_specs}

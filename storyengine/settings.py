@@ -19,6 +19,9 @@ class Settings:
     detect_stride: int = 8  # in full mode, a full-frame detection every Nth frame; faces are tracked in between
     bound: float | None = None  # global override of the per-character acceptance bound
     max_takes: int = 3  # takes per shot before a shot is rejected
+    # where shots run (storyengine.executors): auto | local | process | ray
+    executor: str = "auto"  # auto: worker processes for a CPU back-end that allows it (motion), else this process
+    workers: int = 0  # worker processes (process) or actors (ray); 0: one per CPU (per GPU on Ray), at most the chains
     unknown_run_limit: float = 1.0  # seconds without the character before that is its own finding
     cohort_background: bool = True  # lookalike cohort: also the package-shipped background faces (storyengine.cohort)
     # encoders per character kind
@@ -89,7 +92,7 @@ class Settings:
 
 
 AT_LEAST_1 = ("max_takes", "check_stride", "detect_stride", "anonymize_stride")
-CHOICES = {"check_mode": ("full", "sampled"), "anonymize_method": ("pixelate", "blur"),
+CHOICES = {"check_mode": ("full", "sampled"), "executor": ("auto", "local", "process", "ray"), "anonymize_method": ("pixelate", "blur"),
            "preset": ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                       "placebo")}
 
@@ -108,6 +111,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             out = int(value)
             if name in AT_LEAST_1 and out < 1:
                 raise bad("it must be at least 1")
+            if name == "workers" and out < 0:
+                raise bad("it must be 0 (one per CPU) or more")
             if name in ("crf", "take_crf") and not 0 <= out <= 51:
                 raise bad("x264 CRF runs from 0 to 51")
             return out

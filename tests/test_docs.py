@@ -55,7 +55,7 @@ def test_help_reads_like_a_manual(path):
     for bad in ("<bool>", "<list[", "<str>", "<int>", "<float", "<path>", "range]", "x>=", "x<=", "{", "Value error"):
         assert bad not in text, (path, bad, text)
     if path == ["render"]:
-        assert "--mode [full|sampled]" in text and "--executor [local|ray]" in text and "Usage: storyengine render [OPTIONS] SPEC" in text
+        assert "--mode [full|sampled]" in text and "--executor [auto|local|process|ray]" in text and "Usage: storyengine render [OPTIONS] SPEC" in text
     if path == ["character", "add"]:
         assert "--kind [person|pet|object|drawn]" in text and "[HANDLE] [PHOTO]..." in text
     if path == ["report"]:

@@ -47,6 +47,9 @@ class VideoBackend:
     max_characters: ClassVar[int | None] = None
     reads_prompt: ClassVar[bool] = False  # True: the prompt is parsed into motions (see describe_motion)
     postprocessable: ClassVar[bool] = True  # its frames pass through storyengine (anonymize: may edit them)
+    # True: CPU-bound and small, so `executor = "auto"` may run one copy per CPU in worker processes
+    # (never for a model that fills the GPU: N copies of it would not fit)
+    parallel_processes: ClassVar[bool] = False
     digital_source_type: ClassVar[str] = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
     class Options(BaseModel):

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import StoryEngineError
+from ..errors import Interrupted, StoryEngineError
 from .common import STATE, JsonOpt, command, commands, emit_json, fail, open_workspace, progress
 
 app = commands()
@@ -21,6 +21,8 @@ def demo_cmd(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w",
              width: int = typer.Option(640, "--width", metavar="PIXELS", help="Frame width."),
              height: int = typer.Option(360, "--height", metavar="PIXELS", help="Frame height."),
              seconds: float = typer.Option(4.0, "--seconds", min=1.0, max=5.0, help="Seconds per shot."),
+             workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                                   help="Processes composing stills and rendering shots side by side (default: one per CPU; 1: all in this process)."),
              as_json: bool = JsonOpt) -> None:
     """The subway-diary week on the embedded defaults: register two characters, write the spec, render, report.
 
@@ -35,13 +37,16 @@ def demo_cmd(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w",
         ws = open_workspace(workspace or STATE.workspace or Path("demo"), create=True)
         with progress() as rep:
             rep.start("demo", "preparing the demo workspace", 1)
-            spec_path = build_demo(ws, days=days, width=width, height=height, seconds=seconds)
+            settings = Settings.load(ws.root, workers=workers)
+            spec_path = build_demo(ws, days=days, width=width, height=height, seconds=seconds, workers=settings.workers)
             rep.done("demo")
-            out = render_series(ws, spec_path, settings=Settings.load(ws.root), reporter=rep)
+            out = render_series(ws, spec_path, settings=settings, reporter=rep)
         from ..demo import write_motion_strips
 
         write_motion_strips(out.report_path.parent)  # strips/<shot>.png: the motion at a glance
         report = json.loads(out.report_path.read_text())
+    except Interrupted as e:
+        fail(e, 130)
     except StoryEngineError as e:
         fail(e)
     if as_json:

@@ -118,12 +118,15 @@ def render_cmd(spec: Path = SpecArg,
                dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be rendered and why; render nothing."),
                wait: float = typer.Option(0.0, "--wait", min=0.0, metavar="SECONDS",
                                           help="Seconds to wait for another render of this workspace."),
-               executor: Literal["local", "ray"] = typer.Option("local", "--executor", help="Where shots run."),
+               executor: Optional[Literal["auto", "local", "process", "ray"]] = typer.Option(
+                   None, "--executor", help="Where shots run: auto (worker processes for the motion back-end, else this "
+                                            "process), local, process, ray (default: settings, auto)."),
                address: Optional[str] = typer.Option(None, "--address", metavar="auto|ray://HOST:PORT",
                                                      help="Ray cluster (default: a local Ray instance)."),
                gpus_per_shot: float = typer.Option(1.0, "--gpus-per-shot", min=0.0, metavar="GPUS",
                                                    help="GPUs each Ray shot task reserves (0: CPUs)."),
-               workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Most back-end actors on Ray (default: one per GPU)."),
+               workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                                     help="Worker processes (process) or actors (ray); default: one per CPU (GPU on Ray), at most one per chain of shots."),
                workspace: Optional[Path] = SpecWorkspaceOpt,
                as_json: bool = JsonOpt) -> None:
     """Render a series: generate every shot, check identity, retry drifted takes, stitch episodes, write report.json.
@@ -137,7 +140,7 @@ def render_cmd(spec: Path = SpecArg,
 
     try:
         ws = open_workspace(workspace, spec=spec, create="explicit")
-        settings = Settings.load(ws.root, max_takes=max_takes, check_mode=mode)
+        settings = Settings.load(ws.root, max_takes=max_takes, check_mode=mode, executor=executor, workers=workers)
         if dry_run:
             rows = plan_dry_run(ws, spec, episodes=episode, settings=settings)
             n = sum(r.action != "cached" for r in rows)
@@ -153,12 +156,13 @@ def render_cmd(spec: Path = SpecArg,
             say(f"{n} of {len(rows)} shot(s) would render; {len(rows) - n} cached")
             return
         ex = None
-        if executor == "ray":
+        if settings.executor == "ray":
             from ..executors import RayExecutor
             from ..planner import load_series
 
             s = load_series(spec)
-            ex = RayExecutor(s.backend, s.backend_options, address=address, gpus_per_shot=gpus_per_shot, workers=workers)
+            ex = RayExecutor(s.backend, s.backend_options, address=address, gpus_per_shot=gpus_per_shot,
+                             workers=settings.workers or None)
         with progress() as rep:
             out = render_series(ws, spec, episodes=episode, settings=settings, reporter=rep, executor=ex, wait=wait)
         report = json.loads(out.report_path.read_text())

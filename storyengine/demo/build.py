@@ -7,6 +7,7 @@ is matplotlib's US Navy portrait of Grace Hopper. The checker must reject that s
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -70,33 +71,50 @@ def register_demo_characters(ws: Workspace, reg: Registry, settings: Settings) -
                            settings=settings)
 
 
-def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, seconds: float) -> Path:
-    """Compose two stills a day and write ``episodes/subway-diary.yaml``; returns the spec path."""
-    from .stills import bystander_sources, compose_still, demo_sources
+@lru_cache(maxsize=1)
+def _sources() -> tuple[dict, list]:
+    from .stills import bystander_sources, demo_sources
 
-    src = demo_sources()
-    strangers = bystander_sources()
+    return demo_sources(), bystander_sources()
+
+
+def _compose_job(job: dict) -> None:
+    """Compose one still and its matte (in a worker process, or here): ``job`` names its sources, so it pickles small."""
+    from .stills import compose_still
+
+    src, strangers = _sources()
+    out = Path(job["out"])
+    with atomic_path(out) as tmp:
+        made = compose_still(tmp, people=[src[p] for p in job["people"]], pet=src["pet"] if job["pet"] else None,
+                             time_of_day=job["tod"], framing=job["framing"], seed=job["seed"], size=tuple(job["size"]),
+                             bystanders=[strangers[i] for i in job["bystanders"]], return_matte=True)
+    # the still's subject layer, used as given by the motion back-end for parallax (docs/motion.md)
+    _save_png(out.with_suffix(".matte.png"), made["matte"])
+
+
+def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, seconds: float, workers: int = 0) -> Path:
+    """Compose two stills a day (side by side in ``workers`` processes; 0: one per CPU) and write
+    ``episodes/subway-diary.yaml``; returns the spec path."""
+    from ..executors import map_in_processes
+
+    n_strangers = len(_sources()[1])
     n_by = 0
     stills = ws.episodes / "stills"
     episodes = []
+    jobs = []
     for d in range(1, days + 1):
         shots = []
         for tod in ("morning", "evening"):
             shot_id = f"day-{d}-{tod}"
             impostor = shot_id == IMPOSTOR_SHOT
             with_cat = (d + (tod == "evening")) % 2 == 0 and not impostor  # day 1 evening, day 2 morning, …
-            people = [src["impostor"] if impostor else src["person"]]
             framing = FRAMINGS[(d - 1 + (tod == "evening") * 3) % len(FRAMINGS)]
             # a stranger further down the carriage wherever the cat does not fill the far side (not in the planted shot)
-            bystanders = [] if with_cat or impostor else [strangers[n_by % len(strangers)]]
+            bystanders = [] if with_cat or impostor else [n_by % n_strangers]
             n_by += len(bystanders)
-            out = stills / f"{shot_id}.png"
-            with atomic_path(out) as tmp:
-                made = compose_still(tmp, people=people, pet=src["pet"] if with_cat else None, time_of_day=tod,
-                                     framing=framing, seed=100 * d + (tod == "evening"), size=(width, height),
-                                     bystanders=bystanders, return_matte=True)
-            # the still's subject layer, used as given by the motion back-end for parallax (docs/motion.md)
-            _save_png(stills / f"{shot_id}.matte.png", made["matte"])
+            jobs.append({"out": str(stills / f"{shot_id}.png"), "people": ["impostor" if impostor else "person"],
+                         "pet": with_cat, "tod": tod, "framing": framing, "seed": 100 * d + (tod == "evening"),
+                         "size": (width, height), "bystanders": bystanders})
             shot = {"id": shot_id, "still": f"stills/{shot_id}.png",
                     # the planted shot is *planned* as Mara but shows someone else: the checker must catch it
                     "characters": ["mara", "chelsea"] if with_cat else ["mara"],
@@ -104,6 +122,7 @@ def write_stills_and_spec(ws: Workspace, *, days: int, width: int, height: int, 
             shots.append(shot)
         episodes.append({"id": f"day-{d}", "title": f"Day {d} — {WEEKDAYS[d - 1]}", "ambience": "carriage",
                          "transition": {"type": "crossfade", "duration": 0.75}, "shots": shots})
+    map_in_processes(_compose_job, jobs, workers)
     spec = {"series": SERIES, "title": "Subway Diary", "backend": "motion", "fps": 24, "width": width,
             "height": height, "seed": 7, "anonymize": "bystanders", "episodes": episodes}
     path = ws.episodes / f"{SERIES}.yaml"
@@ -137,8 +156,10 @@ def write_motion_strips(series_dir: Path, frames: int = 6, height: int = 120) ->
     return out
 
 
-def build_demo(ws: Workspace, *, days: int = 7, width: int = 640, height: int = 360, seconds: float = 4.0) -> Path:
-    """Prepare the demo workspace (characters, stills, spec); returns the spec path."""
+def build_demo(ws: Workspace, *, days: int = 7, width: int = 640, height: int = 360, seconds: float = 4.0,
+               workers: int = 0) -> Path:
+    """Prepare the demo workspace (characters, stills composed in ``workers`` processes; 0: one per CPU, 1: here,
+    and the spec); returns the spec path."""
     if not 1 <= days <= 7:
         raise ValueError(f"`days` must be 1-7, got {days}")
     media.require_tools()  # before any work: the render at the end needs them
@@ -149,4 +170,4 @@ def build_demo(ws: Workspace, *, days: int = 7, width: int = 640, height: int = 
         register_demo_characters(ws, reg, settings)
     finally:
         reg.close()
-    return write_stills_and_spec(ws, days=days, width=width, height=height, seconds=seconds)
+    return write_stills_and_spec(ws, days=days, width=width, height=height, seconds=seconds, workers=workers)

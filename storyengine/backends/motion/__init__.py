@@ -101,6 +101,7 @@ class MotionBackend(VideoBackend):
     supports_lora: ClassVar[bool] = False
     supports_reference_images: ClassVar[bool] = False
     reads_prompt: ClassVar[bool] = True
+    parallel_processes: ClassVar[bool] = True  # pure CPU, no weights: one copy per core renders shots side by side
     max_characters: ClassVar[int | None] = None
     digital_source_type: ClassVar[str] = "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicMedia"
 
