@@ -355,15 +355,6 @@ def _changed_region(a: np.ndarray, b: np.ndarray, w: int, h: int) -> Box | None:
             min(w, int(np.ceil((xs.max() + 1 + EMPTY_MARGIN) * sx))), min(h, int(np.ceil((ys.max() + 1 + EMPTY_MARGIN) * sy))))
 
 
-def _cells_changed(a: np.ndarray, b: np.ndarray) -> float:
-    """The largest mean |difference| over 8x8 cells of two small pictures (inf when their shapes differ)."""
-    if a.shape != b.shape:
-        return float("inf")
-    d = np.abs(a - b)
-    ch, cw = max(1, d.shape[0] // EMPTY_CELL), max(1, d.shape[1] // EMPTY_CELL)
-    return float(cv2.resize(d, (cw, ch), interpolation=cv2.INTER_AREA).max())
-
-
 @dataclass
 class FrameObserver:
     """Per-frame embed() for encoders that cannot be tracked; an unchanged frame reuses the last result."""

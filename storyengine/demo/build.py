@@ -148,8 +148,6 @@ def write_motion_strips(series_dir: Path, frames: int = 6, height: int = 120) ->
 
 
 def _motion_strip(shot_dir: Path, series_dir: Path, frames: int, height: int) -> Path | None:
-    from .. import media
-
     takes = sorted(shot_dir.glob("take-1-*.mp4"))
     if not takes:
         return None
